@@ -1,0 +1,34 @@
+# Two commands matter: `make demo` runs the product on embedded defaults, `make test` runs everything
+# CI runs (lint, format check, type check, tests). Both create the virtual environment on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck pytest bench clean
+
+$(BIN)/cns: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: $(BIN)/cns
+	$(BIN)/cns demo
+
+lint: $(BIN)/cns
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/cns
+	$(BIN)/mypy
+
+pytest: $(BIN)/cns
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: $(BIN)/cns
+	$(BIN)/python benchmarks/plan_dispatch.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""The ``cns`` command line."""

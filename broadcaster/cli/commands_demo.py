@@ -1,0 +1,64 @@
+"""``cns demo``."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from broadcaster.cli.base import emit
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(demo)
+
+
+@click.command()
+@click.option(
+    "--keep",
+    "keep",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Work in this folder and keep the database (default: a temporary folder, removed after).",
+)
+@click.pass_context
+def demo(ctx: click.Context, keep: Path | None) -> None:
+    """Run the product on embedded defaults (Lai Châu) in a fresh SQLite database and print a summary."""
+    from broadcaster.cli.demo import run_demo
+
+    workdir = keep or Path(tempfile.mkdtemp(prefix="cns-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = asyncio.run(run_demo(workdir))
+    finally:
+        if keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    emit(ctx, summary, _lines(summary, kept=keep is not None))
+
+
+def _lines(s: dict[str, Any], kept: bool) -> list[str]:
+    d = s["dispatch"]
+    units = "; ".join(
+        f"{day}: " + ", ".join(f"{n} {lvl}" for lvl, n in c.items()) for day, c in s["units"].items()
+    )
+    return [
+        "CNS Broadcaster demo (Lai Châu, embedded data)",
+        f"  database      {s['database']}" + ("" if kept else " (temporary, removed)"),
+        f"  units         {units}",
+        f"  groups        {s['groups']['total']}: "
+        + ", ".join(f"{k} {v}" for k, v in s["groups"]["by_platform_mode"].items()),
+        f"  groups check  {s['groups_check']['ok']} titles ok, {s['groups_check']['mismatched']} mismatched, "
+        f"{s['groups_check']['units_without_group']} units without a group",
+        f"  content       #{s['content']['id']} written by {s['content']['author']}, "
+        f"approved by {s['content']['approved_by']}",
+        f"  dispatch      #{d['dispatch']}: {d['total']} deliveries planned for {d['scheduled_at']}",
+        "    by state    " + ", ".join(f"{k} {v}" for k, v in d["by_state"].items()),
+        "    by tier     " + ", ".join(f"{k} {v}" for k, v in d["by_level"].items()),
+        "    by platform " + ", ".join(f"{k} {v}" for k, v in d["by_platform"].items()),
+        f"  re-planning   added {s['replanned']['added']} (idempotent)",
+        "  done:         " + "; ".join(s["done"]),
+        "  NOT done:     " + "; ".join(s["not_done"]),
+    ]

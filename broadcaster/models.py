@@ -1,0 +1,263 @@
+"""The stored domain model: one SQLModel table per concept of DESIGN.md.
+
+Conventions: integer surrogate keys; official codes are strings (leading zeros matter); validity
+intervals are half-open ``[valid_from, valid_to)`` with ``valid_to = None`` meaning "still valid";
+timestamps are aware UTC (:class:`UTCDateTime`). The Alembic migrations must produce exactly this
+schema (tests/storage/test_migrations.py checks it on SQLite and PostgreSQL).
+"""
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from broadcaster.sqltypes import UTCDateTime, utcnow
+
+
+def _ts(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+def _json_list() -> Any:
+    return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class TierLevel(SQLModel, table=True):
+    """One level of the tier schema (province, district, commune, village) over a period."""
+
+    __tablename__ = "tier_level"
+    __table_args__ = (UniqueConstraint("name", "valid_from"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=32)
+    rank: int
+    label: str = Field(max_length=64)
+    valid_from: date
+    valid_to: date | None = None
+
+
+class Unit(SQLModel, table=True):
+    """An administrative unit over its period of validity. A rename or merge closes it and opens another."""
+
+    __tablename__ = "unit"
+    __table_args__ = (UniqueConstraint("code", "valid_from"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=32, index=True)
+    name: str = Field(max_length=200)
+    type: str = Field(max_length=32)
+    level: str = Field(max_length=32)
+    valid_from: date
+    valid_to: date | None = None
+
+
+class UnitLink(SQLModel, table=True):
+    """Parent link of a unit over a period: re-parenting (a district abolished) keeps the unit itself."""
+
+    __tablename__ = "unit_link"
+
+    id: int | None = Field(default=None, primary_key=True)
+    child_id: int = Field(foreign_key="unit.id", index=True)
+    parent_id: int = Field(foreign_key="unit.id", index=True)
+    valid_from: date
+    valid_to: date | None = None
+
+
+class UnitSuccession(SQLModel, table=True):
+    """``old`` became (part of) ``new`` on ``effective``, from a reorganisation mapping."""
+
+    __tablename__ = "unit_succession"
+    __table_args__ = (UniqueConstraint("old_unit_id", "new_unit_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    old_unit_id: int = Field(foreign_key="unit.id", index=True)
+    new_unit_id: int = Field(foreign_key="unit.id", index=True)
+    effective: date
+    kind: str = Field(max_length=16)
+
+
+class Account(SQLModel, table=True):
+    """Credentials of one bot / OA / page / webhook endpoint. Holds a reference to a secret, never one."""
+
+    __tablename__ = "account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True)
+    platform: str = Field(max_length=16)
+    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    secret_ref: str | None = Field(default=None, max_length=200)
+    status: str = Field(default="active", max_length=16)
+    created_at: datetime = _ts()
+
+
+class ChatGroup(SQLModel, table=True):
+    """One chat group / page / endpoint of a unit on a platform."""
+
+    __tablename__ = "chat_group"
+    __table_args__ = (UniqueConstraint("account_id", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    platform: str = Field(max_length=16)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    external_id: str = Field(max_length=128)
+    title: str = Field(max_length=255)
+    mode: str = Field(default="direct", max_length=8)
+    admins: list[dict[str, str]] = _json_list()
+    status: str = Field(default="active", max_length=16)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class User(SQLModel, table=True):
+    """A person who acts in the system; ``scope_unit_id`` is the root of the subtree they act on."""
+
+    __tablename__ = "app_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True)
+    full_name: str = Field(default="", max_length=200)
+    role: str = Field(max_length=16)
+    scope_unit_id: int | None = Field(default=None, foreign_key="unit.id")
+    active: bool = True
+    created_at: datetime = _ts()
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who changed what, when, with the state before and after."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(index=True)
+    actor: str = Field(max_length=64, index=True)
+    action: str = Field(max_length=64)
+    entity: str = Field(max_length=32)
+    entity_id: str = Field(max_length=64)
+    before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class Attachment(SQLModel, table=True):
+    """A file stored once by the SHA-256 of its bytes."""
+
+    __tablename__ = "attachment"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    filename: str = Field(max_length=255)
+    media_type: str = Field(max_length=100)
+    size: int
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = _ts()
+
+
+class ContentItem(SQLModel, table=True):
+    """A piece of guidance content; its text lives in immutable revisions."""
+
+    __tablename__ = "content_item"
+
+    id: int | None = Field(default=None, primary_key=True)
+    status: str = Field(default="draft", max_length=16, index=True)
+    author_id: int = Field(foreign_key="app_user.id")
+    latest_revision: int = 1
+    approved_revision: int | None = None
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class ContentRevision(SQLModel, table=True):
+    """One immutable version of a content item; ``sha256`` pins its exact text, links and attachments."""
+
+    __tablename__ = "content_revision"
+    __table_args__ = (UniqueConstraint("content_id", "number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    content_id: int = Field(foreign_key="content_item.id", index=True)
+    number: int
+    title: str = Field(max_length=200)
+    body: str
+    category: str = Field(max_length=64)
+    links: list[str] = _json_list()
+    attachments: list[str] = _json_list()
+    sha256: str = Field(max_length=64)
+    author_id: int = Field(foreign_key="app_user.id")
+    created_at: datetime = _ts()
+
+
+class RevisionAttachment(SQLModel, table=True):
+    """Keeps attachments referenced by revisions from being deleted (foreign keys on both sides)."""
+
+    __tablename__ = "revision_attachment"
+
+    revision_id: int = Field(foreign_key="content_revision.id", primary_key=True)
+    sha256: str = Field(foreign_key="attachment.sha256", primary_key=True, max_length=64)
+    position: int
+
+
+class Approval(SQLModel, table=True):
+    """A decision on one exact revision (by its hash)."""
+
+    __tablename__ = "approval"
+
+    id: int | None = Field(default=None, primary_key=True)
+    content_id: int = Field(foreign_key="content_item.id", index=True)
+    revision_id: int = Field(foreign_key="content_revision.id")
+    revision_sha256: str = Field(max_length=64)
+    decision: str = Field(max_length=16)
+    reason: str | None = None
+    user_id: int = Field(foreign_key="app_user.id")
+    at: datetime = _ts()
+
+
+class Dispatch(SQLModel, table=True):
+    """One approved revision sent to an audience (unit subtrees x tiers x platforms) at a time."""
+
+    __tablename__ = "dispatch"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64, unique=True)
+    content_id: int = Field(foreign_key="content_item.id", index=True)
+    revision_id: int = Field(foreign_key="content_revision.id")
+    revision_sha256: str = Field(max_length=64)
+    approval_id: int = Field(foreign_key="approval.id")
+    created_by: int = Field(foreign_key="app_user.id")
+    scope: list[str] = _json_list()
+    tiers: list[str] = _json_list()
+    platforms: list[str] = _json_list()
+    scheduled_at: datetime = Field(sa_type=UTCDateTime)
+    as_of: date
+    status: str = Field(default="planned", max_length=16)
+    created_at: datetime = _ts()
+
+
+class Delivery(SQLModel, table=True):
+    """One (dispatch, group) pair: the unit of sending, retrying and reporting."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("dispatch_id", "group_id"),
+        Index("ix_delivery_state_next", "state", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    dispatch_id: int = Field(sa_column=Column(Integer, ForeignKey("dispatch.id"), nullable=False))
+    group_id: int = Field(foreign_key="chat_group.id", index=True)
+    unit_id: int = Field(foreign_key="unit.id")
+    level: str = Field(max_length=32)
+    platform: str = Field(max_length=16)
+    mode: str = Field(max_length=8)
+    state: str = Field(default="planned", max_length=24)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = None
+    external_message_id: str | None = Field(default=None, max_length=128)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+def pk(value: int | None) -> int:
+    """A primary key read back from the database (never None once flushed)."""
+    if value is None:
+        raise RuntimeError("object has no primary key yet: flush the session first")
+    return value

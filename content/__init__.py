@@ -1,0 +1,1 @@
+"""Content: items, immutable revisions, attachments, the approval workflow and the Markdown subset."""
