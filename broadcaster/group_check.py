@@ -94,7 +94,7 @@ async def check_groups(session: AsyncSession, as_of: date) -> CheckReport:
         .where(col(ChatGroup.status) == "active")
         .order_by(col(ChatGroup.id))
     )
-    groups = rows.tuples().all()
+    groups = rows.all()
     report.groups = len(groups)
     covered: set[int] = set()
     by_unit_platform: dict[tuple[int, str], list[ChatGroup]] = defaultdict(list)
@@ -176,6 +176,6 @@ async def _successors(session: AsyncSession, unit_ids: set[int]) -> dict[int, li
         .where(col(UnitSuccession.old_unit_id).in_(unit_ids))
     )
     out: dict[int, list[dict[str, str]]] = defaultdict(list)
-    for old_id, unit in rows.tuples():
+    for old_id, unit in rows:
         out[old_id].append({"code": unit.code, "name": unit.name, "level": unit.level})
     return out

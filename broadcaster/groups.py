@@ -212,7 +212,7 @@ async def _existing_ids(session: AsyncSession, keys: Sequence[tuple[int, str]]) 
                     col(ChatGroup.external_id).in_(ids[start : start + 500]),
                 )
             )
-            found.update({(account_id, ext): pk(gid) for ext, gid in result.tuples()})
+            found.update({(account_id, ext): pk(gid) for ext, gid in result})
     return found
 
 
@@ -234,7 +234,7 @@ async def list_groups(
         query = query.where(col(ChatGroup.platform) == check_platform(platform))
     if status:
         query = query.where(col(ChatGroup.status) == status)
-    rows = (await session.execute(query)).tuples().all()
+    rows = (await session.execute(query)).all()
     if unit_code:
         tree = await load_tree(session, today)
         inside = {n.id for n in tree.subtree(tree.get(unit_code).id)}

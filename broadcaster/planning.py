@@ -278,5 +278,5 @@ async def _count(session: AsyncSession, result: PlanResult) -> None:
             .group_by(col(column))
             .order_by(col(column))
         )
-        target.update(dict(rows.tuples().all()))
+        target.update(dict(rows.all()))
     result.total = sum(result.by_state.values())

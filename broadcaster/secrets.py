@@ -21,7 +21,7 @@ REDACTED = "***"
 _SECRET_WORDS = ("token", "secret", "password", "passwd", "apikey", "api_key", "signature", "credential")
 # Values that look like real credentials, refused wherever plain settings are accepted.
 _CREDENTIAL_PATTERNS = (
-    re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}\b"),  # Telegram bot token
+    re.compile(r"(?<![0-9])\d{6,12}:[A-Za-z0-9_-]{30,}"),  # Telegram bot token (also inside "./bot<token>")
     re.compile(r"\bwhsec_[A-Za-z0-9+/=]{16,}"),  # Standard Webhooks secret
     re.compile(r"\bEAA[A-Za-z0-9]{40,}"),  # Facebook access token
 )

@@ -193,7 +193,7 @@ class _Importer:
                     .group_by(col(Unit.code))
                 )
             )
-            .tuples()
+            
             .all()
         )
         for row in self.rows.values():
@@ -290,7 +290,7 @@ class _Importer:
         created = await self.session.execute(
             select(col(Unit.code), col(Unit.id)).where(col(Unit.valid_from) == self.day)
         )
-        ids = dict(created.tuples().all())
+        ids = dict(created.all())
         for r in self.new_rows:
             self.kept[r.code] = pk(ids[r.code])
 
@@ -333,7 +333,7 @@ class _Importer:
                     )
                 )
             )
-            .tuples()
+            
             .all()
         )
         fresh = [p for p in pairs if (p[0], p[1]) not in known]

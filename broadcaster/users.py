@@ -158,4 +158,4 @@ async def list_users(session: AsyncSession) -> list[dict[str, Any]]:
         .outerjoin(Unit, col(Unit.id) == col(User.scope_unit_id))
         .order_by(col(User.name))
     )
-    return [user_dict(user, code) for user, code in rows.tuples()]
+    return [user_dict(user, code) for user, code in rows]

@@ -350,7 +350,7 @@ async def archive(session: AsyncSession, actor: Actor, content_id: int) -> Conte
 
 async def show(session: AsyncSession, content_id: int) -> dict[str, Any]:
     item = await get(session, content_id)
-    names = dict((await session.execute(select(col(User.id), col(User.name)))).tuples().all())
+    names = dict((await session.execute(select(col(User.id), col(User.name)))).all())
     revisions = (
         await session.execute(
             select(ContentRevision)
@@ -424,5 +424,5 @@ async def list_items(session: AsyncSession, status: str | None = None) -> list[d
             "revision": rev.number,
             "approved_revision": item.approved_revision,
         }
-        for item, rev in (await session.execute(query)).tuples()
+        for item, rev in (await session.execute(query))
     ]

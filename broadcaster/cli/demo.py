@@ -155,7 +155,7 @@ async def run_demo(workdir: Path) -> dict[str, Any]:
             after = await load_tree(s, day)
             modes = Counter(
                 f"{p}/{m}"
-                for p, m in (await s.execute(select(col(ChatGroup.platform), col(ChatGroup.mode)))).tuples()
+                for p, m in (await s.execute(select(col(ChatGroup.platform), col(ChatGroup.mode))))
             )
             total_groups = (await s.execute(select(func.count()).select_from(ChatGroup))).scalar_one()
     finally:

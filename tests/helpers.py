@@ -1,0 +1,53 @@
+"""Test helpers that build a realistic world through the product's own services."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from broadcaster import accounts, users
+from broadcaster.bootstrap import App
+from broadcaster.cli.demo import data_file
+from broadcaster.unit_import import import_units
+from broadcaster.users import Actor
+
+REFORM = date(2025, 7, 1)
+TODAY = date(2026, 11, 28)
+
+
+async def actor(app: App, name: str) -> Actor:
+    async with app.transaction() as s:
+        return await users.get_actor(s, name)
+
+
+async def seed_lai_chau(app: App, *, villages: bool = True) -> None:
+    """Admin user, the 2022 and 2025 structures (with the mapping) and the Mù Cả village sample."""
+    async with app.transaction() as s:
+        await users.add_user(s, None, "admin", "admin", today=TODAY)
+    async with app.transaction() as s:
+        await import_units(s, data_file("laichau-2022-units.csv"), date(2022, 1, 1))
+    async with app.transaction() as s:
+        await import_units(
+            s, data_file("laichau-2025-units.csv"), REFORM, data_file("laichau-2022-to-2025-communes.csv")
+        )
+    if villages:
+        async with app.transaction() as s:
+            await import_units(s, data_file("laichau-villages-sample.csv"), REFORM)
+
+
+async def add_users(app: App, specs: list[tuple[str, str, str | None]]) -> None:
+    async with app.transaction() as s:
+        for name, role, scope in specs:
+            await users.add_user(s, "admin", name, role, scope_code=scope, today=TODAY)
+
+
+async def add_accounts(app: App) -> None:
+    admin = await actor(app, "admin")
+    async with app.transaction() as s:
+        for name, platform in (("tg", "telegram"), ("zalo", "zalo"), ("fb", "facebook"), ("hook", "webhook")):
+            await accounts.add_account(s, admin, name, platform, secret_ref=f"env:CNS_TEST_{platform.upper()}")
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path

@@ -1,0 +1,69 @@
+"""The Alembic migrations produce exactly the models' schema, and `init` upgrades in place."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.engine import Connection
+from sqlmodel import SQLModel
+
+import broadcaster.models  # noqa: F401
+from broadcaster.bootstrap import App
+from broadcaster.db import create_engine
+from broadcaster.errors import StorageError
+from broadcaster.models import TierLevel, User
+from broadcaster.schema import current_revision, ensure_current, head_revision
+from broadcaster.settings import Settings
+
+
+def _diff(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, SQLModel.metadata))
+
+
+async def test_migrations_match_models_exactly(app: App) -> None:
+    async with app.engine.connect() as conn:
+        diff = await conn.run_sync(_diff)
+        tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+    assert diff == []
+    assert set(SQLModel.metadata.tables) <= tables
+    assert await current_revision(app.engine) == head_revision()
+
+
+async def test_a_model_change_without_migration_is_detected(app: App) -> None:
+    """The comparison above can fail: drop an index the models declare and it reports it."""
+    async with app.engine.begin() as conn:
+        await conn.execute(text("DROP INDEX ix_unit_code"))
+        diff = await conn.run_sync(_diff)
+    assert any("ix_unit_code" in repr(d) for d in diff)
+
+
+async def test_init_twice_keeps_data(settings: Settings) -> None:
+    app, before, after = await App.initialise(settings)
+    assert before is None and after == head_revision()
+    async with app.transaction() as s:
+        s.add(User(name="keep.me", role="viewer"))
+    await app.close()
+
+    app, before, after = await App.initialise(settings)
+    assert before == after == head_revision()
+    async with app.transaction() as s:
+        names = (await s.execute(select(User.name))).scalars().all()  # type: ignore[call-overload]
+        tiers = (await s.execute(select(func.count()).select_from(TierLevel))).scalar_one()
+    await app.close()
+    assert names == ["keep.me"]
+    assert tiers == 4  # seeded once, not again
+
+
+async def test_uninitialised_database_is_refused(tmp_path: object) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/empty.db")
+    try:
+        try:
+            await ensure_current(engine)
+        except StorageError as exc:
+            assert "cns init" in str(exc)
+        else:
+            raise AssertionError("an empty database was accepted")
+    finally:
+        await engine.dispose()
