@@ -27,7 +27,7 @@ async def record(
             actor=actor,
             action=action,
             entity=entity,
-            entity_id=str(entity_id),
+            entity_id=str(entity_id)[:200],  # an identifier for lookups; the full value goes in before/after
             before=redact(before) if before is not None else None,
             after=redact(after) if after is not None else None,
         )

@@ -75,10 +75,10 @@ def _validated(
     unit = tree.get(unit_code)
     if platform and check_platform(platform) != account.platform:
         raise InputError(f"account {account.name} is a {account.platform} account, not {platform}")
-    if not external_id:
-        raise InputError("empty external_id")
-    if not title:
-        raise InputError("empty title")
+    if not external_id or len(external_id) > 128:
+        raise InputError("external_id must have 1 to 128 characters")
+    if not title or len(title) > 255:
+        raise InputError("title must have 1 to 255 characters")
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r} (modes: {', '.join(MODES)})")
     if status not in STATUSES:
@@ -197,7 +197,9 @@ async def import_groups(session: AsyncSession, actor: Actor, path: Path, today: 
             )
             changed += result.rowcount  # type: ignore[attr-defined]
     summary = {"rows": len(rows), "added": len(fresh), "updated": changed}
-    await audit.record(session, actor.name, "group.import", "group", name, after=summary)
+    await audit.record(
+        session, actor.name, "group.import", "group", path.name, after={**summary, "file": name}
+    )
     return summary
 
 

@@ -134,7 +134,7 @@ class AuditEntry(SQLModel, table=True):
     actor: str = Field(max_length=64, index=True)
     action: str = Field(max_length=64)
     entity: str = Field(max_length=32)
-    entity_id: str = Field(max_length=64)
+    entity_id: str = Field(max_length=200)
     before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 

@@ -68,9 +68,12 @@ def _parse_rows(path: str, records: list[CsvRow], schema: TierSchema) -> dict[st
         row = _Row(
             rec.line, rec["code"], rec["name"], rec["type"].lower(), rec["level"].lower(), rec["parent_code"]
         )
-        for column in ("code", "name", "type", "level"):
-            if not getattr(row, column):
+        for column, limit in (("code", 32), ("name", 200), ("type", 32), ("level", 32)):
+            value = getattr(row, column)
+            if not value:
                 raise CsvError(path, f"empty {column}", row.line)
+            if len(value) > limit:
+                raise CsvError(path, f"{column} longer than {limit} characters", row.line)
         if row.code in rows:
             raise CsvError(path, f"duplicate code {row.code} (first on line {rows[row.code].line})", row.line)
         if row.level not in schema:
@@ -192,9 +195,7 @@ class _Importer:
                     .where(col(Unit.valid_from) > self.day)
                     .group_by(col(Unit.code))
                 )
-            )
-            
-            .all()
+            ).all()
         )
         for row in self.rows.values():
             existing = open_rows.get(row.code)
@@ -332,9 +333,7 @@ class _Importer:
                         col(UnitSuccession.old_unit_id).in_([p[0] for p in pairs])
                     )
                 )
-            )
-            
-            .all()
+            ).all()
         )
         fresh = [p for p in pairs if (p[0], p[1]) not in known]
         if fresh:

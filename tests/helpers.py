@@ -45,7 +45,9 @@ async def add_accounts(app: App) -> None:
     admin = await actor(app, "admin")
     async with app.transaction() as s:
         for name, platform in (("tg", "telegram"), ("zalo", "zalo"), ("fb", "facebook"), ("hook", "webhook")):
-            await accounts.add_account(s, admin, name, platform, secret_ref=f"env:CNS_TEST_{platform.upper()}")
+            await accounts.add_account(
+                s, admin, name, platform, secret_ref=f"env:CNS_TEST_{platform.upper()}"
+            )
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:

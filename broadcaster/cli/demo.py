@@ -154,8 +154,7 @@ async def run_demo(workdir: Path) -> dict[str, Any]:
             before = await load_tree(s, date(2025, 6, 30))
             after = await load_tree(s, day)
             modes = Counter(
-                f"{p}/{m}"
-                for p, m in (await s.execute(select(col(ChatGroup.platform), col(ChatGroup.mode))))
+                f"{p}/{m}" for p, m in (await s.execute(select(col(ChatGroup.platform), col(ChatGroup.mode))))
             )
             total_groups = (await s.execute(select(func.count()).select_from(ChatGroup))).scalar_one()
     finally:

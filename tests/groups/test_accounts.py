@@ -23,7 +23,11 @@ async def test_account_stores_reference_not_secret(app: App) -> None:
     admin = await actor(app, "admin")
     async with app.transaction() as s:
         await accounts.add_account(
-            s, admin, "tg", "telegram", secret_ref="env:CNS_TG_TOKEN",
+            s,
+            admin,
+            "tg",
+            "telegram",
+            secret_ref="env:CNS_TG_TOKEN",
             settings={"base_url": "http://127.0.0.1:8081/bot"},
         )
     async with app.transaction() as s:
@@ -40,7 +44,10 @@ async def test_account_stores_reference_not_secret(app: App) -> None:
     [
         ({"secret_ref": TOKEN}, "must be given as a reference"),
         ({"secret_ref": None, "settings": {"token": "abc"}}, "looks like a secret"),
-        ({"secret_ref": None, "settings": {"base_url": f"https://api.telegram.org/bot{TOKEN}"}}, "looks like a secret"),
+        (
+            {"secret_ref": None, "settings": {"base_url": f"https://api.telegram.org/bot{TOKEN}"}},
+            "looks like a secret",
+        ),
         ({"secret_ref": None, "settings": {"base_url": "ftp://x"}}, "must be an http"),
         ({"secret_ref": None, "settings": {"base_url": "http://u:pw@host/"}}, "must not carry a password"),
     ],
@@ -82,8 +89,13 @@ def test_secret_resolution(tmp_path: Path) -> None:
 
 
 def test_redaction() -> None:
-    data = {"token": "abc", "base_url": "https://h/x?access_token=zzz&v=1", "note": f"uses {TOKEN}",
-            "nested": [{"password": "p"}], "secret_ref": "env:A"}
+    data = {
+        "token": "abc",
+        "base_url": "https://h/x?access_token=zzz&v=1",
+        "note": f"uses {TOKEN}",
+        "nested": [{"password": "p"}],
+        "secret_ref": "env:A",
+    }
     out = json.dumps(redact(data))
     for leaked in ("abc", "zzz", TOKEN, '"p"'):
         assert leaked not in out

@@ -17,8 +17,12 @@ async def test_check_reports_every_kind_of_problem(app: App, tmp_path: Path) -> 
     await seed_lai_chau(app)
     await add_accounts(app)
     admin = await actor(app, "admin")
-    old = write(tmp_path / "2022.csv", HEADER + "107,zalo,d107,CNS_Huyện Mường Tè\n106,tg,d106,CNS_Tam Đường\n"
-                + "03386,zalo,c03386,CNS_Phường Quyết Thắng\n")
+    old = write(
+        tmp_path / "2022.csv",
+        HEADER
+        + "107,zalo,d107,CNS_Huyện Mường Tè\n106,tg,d106,CNS_Tam Đường\n"
+        + "03386,zalo,c03386,CNS_Phường Quyết Thắng\n",
+    )
     async with app.transaction() as s:
         await groups.import_groups(s, admin, old, date(2025, 1, 1))
     rows = [

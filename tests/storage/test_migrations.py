@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
@@ -59,11 +60,7 @@ async def test_init_twice_keeps_data(settings: Settings) -> None:
 async def test_uninitialised_database_is_refused(tmp_path: object) -> None:
     engine = create_engine(f"sqlite:///{tmp_path}/empty.db")
     try:
-        try:
+        with pytest.raises(StorageError, match="cns init"):
             await ensure_current(engine)
-        except StorageError as exc:
-            assert "cns init" in str(exc)
-        else:
-            raise AssertionError("an empty database was accepted")
     finally:
         await engine.dispose()

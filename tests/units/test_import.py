@@ -101,10 +101,17 @@ async def test_villages_follow_their_merged_commune(app: App, tmp_path: Path) ->
             "parent cycle: 0001 -> 0002 -> 0001",
             3,
         ),
-        (HEADER + "12,Tỉnh X,tỉnh,province,\n001,Huyện A,huyện,hamlet,12\n", "level 'hamlet' is not a tier", 3),
+        (
+            HEADER + "12,Tỉnh X,tỉnh,province,\n001,Huyện A,huyện,hamlet,12\n",
+            "level 'hamlet' is not a tier",
+            3,
+        ),
         (HEADER + "12,Tỉnh X,tỉnh,province,\n0001,Xã A,xã,commune,\n", "has no parent_code", 3),
-        (HEADER + "12,Tỉnh X,tỉnh,province,\n001,Huyện A,huyện,district,0001\n0001,Xã A,xã,commune,12\n",
-         "not above a district", 3),
+        (
+            HEADER + "12,Tỉnh X,tỉnh,province,\n001,Huyện A,huyện,district,0001\n0001,Xã A,xã,commune,12\n",
+            "not above a district",
+            3,
+        ),
         (HEADER + "12,Tỉnh X,tỉnh,province\n", "expected 5 fields, found 4", 2),
     ],
 )
@@ -128,8 +135,13 @@ async def test_not_utf8_is_refused(app: App, tmp_path: Path) -> None:
 
 async def test_bom_and_blank_lines_are_accepted(app: App, tmp_path: Path) -> None:
     path = tmp_path / "bom.csv"
-    path.write_bytes(("\ufeff" + HEADER + "\n12,Tỉnh Lai Châu,tỉnh,province,\n\n\n105,TP Lai Châu,thành phố,district,12\n")
-                     .encode())
+    path.write_bytes(
+        (
+            "\ufeff"
+            + HEADER
+            + "\n12,Tỉnh Lai Châu,tỉnh,province,\n\n\n105,TP Lai Châu,thành phố,district,12\n"
+        ).encode()
+    )
     async with app.transaction() as s:
         report = await import_units(s, path, date(2022, 1, 1))
     assert report.added == 2
@@ -138,7 +150,9 @@ async def test_bom_and_blank_lines_are_accepted(app: App, tmp_path: Path) -> Non
 async def test_nfd_names_are_stored_nfc(app: App, tmp_path: Path) -> None:
     import unicodedata
 
-    path = write(tmp_path / "nfd.csv", unicodedata.normalize("NFD", HEADER + "12,Tỉnh Lai Châu,tỉnh,province,\n"))
+    path = write(
+        tmp_path / "nfd.csv", unicodedata.normalize("NFD", HEADER + "12,Tỉnh Lai Châu,tỉnh,province,\n")
+    )
     async with app.transaction() as s:
         await import_units(s, path, date(2022, 1, 1))
         tree = await load_tree(s, date(2022, 1, 1))
@@ -160,7 +174,9 @@ async def test_mapping_errors(app: App, tmp_path: Path) -> None:
 
 async def test_out_of_order_import_is_refused(app: App, tmp_path: Path) -> None:
     await seed_lai_chau(app, villages=False)
-    renamed = write(tmp_path / "r.csv", HEADER + "12,Tỉnh Lai Châu,tỉnh,province,\n03388,Phường Mới,phường,commune,12\n")
+    renamed = write(
+        tmp_path / "r.csv", HEADER + "12,Tỉnh Lai Châu,tỉnh,province,\n03388,Phường Mới,phường,commune,12\n"
+    )
     with pytest.raises(InputError, match="import structures in date order"):
         async with app.transaction() as s:
             await import_units(s, renamed, date(2024, 1, 1))

@@ -45,7 +45,7 @@ def upgrade() -> None:
     sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('entity', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-    sa.Column('entity_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('entity_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('before', sa.JSON(), nullable=True),
     sa.Column('after', sa.JSON(), nullable=True),
     sa.PrimaryKeyConstraint('id')

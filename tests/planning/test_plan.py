@@ -1,0 +1,135 @@
+"""Dispatch planning: audience expansion, idempotency, refusals."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+
+from broadcaster import groups, planning
+from broadcaster.bootstrap import App
+from broadcaster.errors import InputError, NotFound, PermissionDenied, WorkflowError
+from broadcaster.models import ChatGroup, Delivery
+from broadcaster.sqltypes import utcnow
+from content import workflow
+from tests.helpers import TODAY, actor, add_accounts, add_users, seed_lai_chau, write
+
+GROUPS = """unit_code,account,external_id,title,mode,admins
+12,zalo,p-z,CNS_tỉnh Lai Châu,,
+12,tg,p-t,CNS_tỉnh Lai Châu,,
+03451,zalo,c-z,CNS_Xã Mù Cả,,
+03451,fb,c-f,CNS_Xã Mù Cả,,
+03388,zalo,d-z,CNS_Phường Đoàn Kết,,
+03451-01,zalo,v1-z,CNS_Bản Mù Cả_Xã Mù Cả,relay,A=zalo:1
+03451-01,hook,v1-h,CNS_Bản Mù Cả_Xã Mù Cả,,
+03451-02,tg,v2-t,CNS_Bản Tó Khò_Xã Mù Cả,,
+03451-03,zalo,v3-z,CNS_Bản Xi Nế_Xã Mù Cả,,
+"""
+
+
+async def _world(app: App, tmp_path: Path) -> int:
+    await seed_lai_chau(app)
+    await add_accounts(app)
+    await add_users(
+        app,
+        [
+            ("ed", "editor", None),
+            ("ap", "approver", None),
+            ("muca.ed", "editor", "03451"),
+            ("muca.ap", "approver", "03451"),
+        ],
+    )
+    admin = await actor(app, "admin")
+    async with app.transaction() as s:
+        await groups.import_groups(s, admin, write(tmp_path / "g.csv", GROUPS), TODAY)
+    return await _approved(app, "ed", "ap")
+
+
+async def _approved(app: App, author: str, approver: str) -> int:
+    writer, checker = await actor(app, author), await actor(app, approver)
+    async with app.transaction() as s:
+        item, _ = await workflow.create(
+            s, writer, title="T", body="Chào {unit_name}", category="xã hội số", max_bytes=1
+        )
+        await workflow.submit(s, writer, item.id or 0)
+    async with app.transaction() as s:
+        await workflow.approve(s, checker, item.id or 0)
+    return item.id or 0
+
+
+async def _plan(app: App, user: str, content_id: int, scope: list[str], **kw: object) -> planning.PlanResult:
+    who = await actor(app, user)
+    async with app.transaction() as s:
+        return await planning.plan(s, who, content_id, scope, **kw)  # type: ignore[arg-type]
+
+
+async def test_plan_whole_province_then_replan_adds_nothing(app: App, tmp_path: Path) -> None:
+    cid = await _world(app, tmp_path)
+    first = await _plan(app, "ed", cid, ["12"])
+    assert first.created and first.added == first.total == 9
+    assert first.by_level == {"commune": 3, "province": 2, "village": 4}
+    assert first.by_platform == {"facebook": 1, "telegram": 2, "webhook": 1, "zalo": 5}
+    assert first.by_state == {"planned": 9}
+    again = await _plan(app, "ed", cid, ["12"])
+    assert (again.dispatch_id, again.created, again.added, again.total) == (first.dispatch_id, False, 0, 9)
+    forced = await _plan(app, "ed", cid, ["12"], again=True)
+    assert forced.dispatch_id != first.dispatch_id and forced.added == 9
+    async with app.transaction() as s:
+        rows = (await s.execute(select(Delivery.mode, func.count()).group_by(Delivery.mode))).all()  # type: ignore[call-overload]
+    assert dict(rows) == {"direct": 16, "relay": 2}
+
+
+async def test_tiers_platforms_and_inactive_groups(app: App, tmp_path: Path) -> None:
+    cid = await _world(app, tmp_path)
+    async with app.transaction() as s:
+        await s.execute(update(ChatGroup).where(ChatGroup.external_id == "v3-z").values(status="unreachable"))  # type: ignore[arg-type]
+    villages = await _plan(app, "ed", cid, ["03451"], tiers=["village"])
+    assert villages.by_level == {"village": 3}
+    zalo = await _plan(app, "ed", cid, ["12"], platforms=["zalo"], tiers=["province", "commune"])
+    assert zalo.total == 3 and zalo.by_platform == {"zalo": 3}
+    both = await _plan(app, "ed", cid, ["03451", "03388"], tiers=["commune"])
+    assert both.total == 3
+    with pytest.raises(InputError, match="tier 'district' is not in the tier schema"):
+        await _plan(app, "ed", cid, ["12"], tiers=["district"])
+    with pytest.raises(InputError, match="unknown platform 'mocha'"):
+        await _plan(app, "ed", cid, ["12"], platforms=["mocha"])
+    with pytest.raises(NotFound, match="unit 107 does not exist"):
+        await _plan(app, "ed", cid, ["107"])
+
+
+async def test_refusals_write_nothing(app: App, tmp_path: Path) -> None:
+    cid = await _world(app, tmp_path)
+    ed = await actor(app, "ed")
+    async with app.transaction() as s:
+        draft, _ = await workflow.create(s, ed, title="D", body="x", category="y", max_bytes=1)
+    with pytest.raises(WorkflowError, match="is draft, not approved"):
+        await _plan(app, "ed", draft.id or 0, ["12"])
+    with pytest.raises(PermissionDenied, match=r"outside user muca\.ed's scope 03451"):
+        await _plan(app, "muca.ed", cid, ["12"])
+    with pytest.raises(InputError, match="in the past"):
+        await _plan(app, "ed", cid, ["12"], at=utcnow() - timedelta(hours=1))
+    with pytest.raises(NotFound, match="unknown content 999"):
+        await _plan(app, "ed", 999, ["12"])
+    async with app.transaction() as s:
+        assert (await s.execute(select(func.count()).select_from(Delivery))).scalar_one() == 0
+
+
+async def test_approver_scope_limits_the_dispatch(app: App, tmp_path: Path) -> None:
+    await _world(app, tmp_path)
+    local = await _approved(app, "muca.ed", "muca.ap")
+    with pytest.raises(PermissionDenied, match=r"approved by muca\.ap, whose scope does not include unit 12"):
+        await _plan(app, "ed", local, ["12"])
+    inside = await _plan(app, "muca.ed", local, ["03451"])
+    assert inside.total == 6
+
+
+async def test_scheduled_dispatch_keeps_its_time(app: App, tmp_path: Path) -> None:
+    cid = await _world(app, tmp_path)
+    at = utcnow() + timedelta(days=2)
+    result = await _plan(app, "ed", cid, ["03451"], at=at)
+    assert result.scheduled_at == at
+    assert result.to_dict()["scheduled_at"].endswith("+07:00")
+    same = await _plan(app, "ed", cid, ["03451"], at=at)
+    assert same.dispatch_id == result.dispatch_id and same.added == 0
