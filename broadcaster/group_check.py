@@ -137,7 +137,12 @@ async def check_groups(session: AsyncSession, as_of: date) -> CheckReport:
                 "likely_unit": _unit(likely) if likely is not None and likely.id != node.id else None,
             }
         )
-    report.units_without_group = [_unit(n) for n in tree.nodes.values() if n.id not in covered]
+    rank = {name: i for i, name in enumerate(tree.schema.names)}
+    report.units_without_group = [
+        _unit(n)
+        for n in sorted(tree.nodes.values(), key=lambda n: (rank.get(n.level, 99), n.code))
+        if n.id not in covered
+    ]
     for (unit_id, platform), same in by_unit_platform.items():
         if len(same) > 1:
             report.duplicates.append(

@@ -13,6 +13,7 @@ from sqlmodel import col
 
 from broadcaster.errors import NotFound
 from broadcaster.models import Unit, UnitLink, pk
+from broadcaster.naming import name_key
 from broadcaster.tiers import TierSchema, tiers_as_of
 
 
@@ -38,9 +39,7 @@ class UnitTree:
         self.schema = schema
         self.nodes = nodes
         self.by_code = {n.code: n for n in nodes.values()}
-        rank = {name: i for i, name in enumerate(schema.names)}
-        for node in nodes.values():
-            node.children.sort(key=lambda c: (rank.get(nodes[c].level, 99), nodes[c].name))
+        self._rank = {name: i for i, name in enumerate(schema.names)}
         self.roots = sorted((n for n in nodes.values() if n.parent_id is None), key=lambda n: n.code)
 
     def __len__(self) -> int:
@@ -75,14 +74,25 @@ class UnitTree:
         tally: dict[str, int] = {}
         for node in self.nodes.values() if nodes is None else nodes:
             tally[node.level] = tally.get(node.level, 0) + 1
-        order = {name: i for i, name in enumerate(self.schema.names)}
-        return dict(sorted(tally.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
+        return dict(sorted(tally.items(), key=lambda kv: (self._rank.get(kv[0], 99), kv[0])))
+
+    def sorted_children(self, node_id: int) -> list[int]:
+        """Children for display: by tier, then name as people read it (diacritics folded), then code.
+
+        Sorting is done here, not on load: folding 100,000 village names costs more than planning."""
+        nodes, rank = self.nodes, self._rank
+        return sorted(
+            nodes[node_id].children,
+            key=lambda c: (rank.get(nodes[c].level, 99), name_key(nodes[c].name), nodes[c].code),
+        )
 
     def to_dict(self, root_id: int, depth: int | None = None) -> dict[str, Any]:
         node = self.nodes[root_id]
         out: dict[str, Any] = {"code": node.code, "name": node.name, "type": node.type, "level": node.level}
         if node.children and (depth is None or depth > 0):
-            out["children"] = [self.to_dict(c, None if depth is None else depth - 1) for c in node.children]
+            out["children"] = [
+                self.to_dict(c, None if depth is None else depth - 1) for c in self.sorted_children(root_id)
+            ]
         return out
 
     def render(self, root_id: int, depth: int | None = None) -> Iterator[str]:
@@ -92,7 +102,7 @@ class UnitTree:
             node = self.nodes[node_id]
             yield f"{'  ' * indent}{node.code}  {node.name}  [{node.level}]"
             if depth is None or indent < depth:
-                stack.extend((c, indent + 1) for c in reversed(node.children))
+                stack.extend((c, indent + 1) for c in reversed(self.sorted_children(node_id)))
 
 
 async def load_tree(session: AsyncSession, as_of: date) -> UnitTree:

@@ -14,6 +14,7 @@ import click
 
 from broadcaster.bootstrap import App
 from broadcaster.settings import Settings
+from broadcaster.users import get_actor
 
 T = TypeVar("T")
 
@@ -37,6 +38,9 @@ def run(ctx: click.Context, work: Callable[[App], Awaitable[T]], *, check_schema
     async def main() -> T:
         app = await App.open(settings, check_schema=check_schema)
         try:
+            if settings.user and check_schema:
+                async with app.transaction() as session:
+                    await get_actor(session, settings.user)  # an unknown --as is an error, even for reads
             return await work(app)
         finally:
             await app.close()

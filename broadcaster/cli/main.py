@@ -43,9 +43,9 @@ for module in (commands_core, commands_groups, commands_content, commands_demo):
     module.register(cli)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     try:
-        cli.main(prog_name="cns", standalone_mode=False)
+        cli.main(args=argv, prog_name="cns", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
