@@ -15,6 +15,7 @@ from sqlmodel import col
 
 from broadcaster.models import ChatGroup, Unit, UnitSuccession
 from broadcaster.naming import expected_key, expected_title, fold, parse_title
+from broadcaster.unit_aliases import aliases_of
 from broadcaster.unit_tree import UnitNode, UnitTree, load_tree
 
 
@@ -56,6 +57,17 @@ def _names(tree: UnitTree, node: UnitNode) -> list[str]:
     return [node.name]
 
 
+def _accepted(tree: UnitTree, node: UnitNode, aliases: dict[int, list[str]]) -> set[str]:
+    """Every title key that names ``node``: its name or an alias, and for a village its commune's too."""
+    own = [node.name, *aliases.get(node.id, [])]
+    if node.level == "village" and node.parent_id is not None:
+        parent = tree.nodes[node.parent_id]
+        return {
+            expected_key([n, p], node.level) for n in own for p in [parent.name, *aliases.get(parent.id, [])]
+        }
+    return {expected_key([n], node.level) for n in own}
+
+
 def _unit(node: UnitNode) -> dict[str, str]:
     return {"code": node.code, "name": node.name, "level": node.level}
 
@@ -63,15 +75,15 @@ def _unit(node: UnitNode) -> dict[str, str]:
 class _Index:
     """Expected title keys of every unit on the day, for exact and fuzzy lookup."""
 
-    def __init__(self, tree: UnitTree) -> None:
+    def __init__(self, tree: UnitTree, aliases: dict[int, list[str]]) -> None:
         self.tree = tree
+        self.accepted: dict[int, set[str]] = {}
         self.by_key: dict[str, list[UnitNode]] = defaultdict(list)
         for node in tree.nodes.values():
-            self.by_key[expected_key(_names(tree, node), node.level)].append(node)
+            keys = self.accepted[node.id] = _accepted(tree, node, aliases)
+            for key in keys:
+                self.by_key[key].append(node)
         self._keys = list(self.by_key)
-
-    def expected(self, node: UnitNode) -> str:
-        return expected_key(_names(self.tree, node), node.level)
 
     def likely(self, key: str, prefer_level: str | None) -> UnitNode | None:
         candidates = self.by_key.get(key)
@@ -86,7 +98,7 @@ class _Index:
 
 async def check_groups(session: AsyncSession, as_of: date) -> CheckReport:
     tree = await load_tree(session, as_of)
-    index = _Index(tree)
+    index = _Index(tree, await aliases_of(session))
     report = CheckReport(as_of)
     rows = await session.execute(
         select(ChatGroup, Unit)
@@ -124,7 +136,7 @@ async def check_groups(session: AsyncSession, as_of: date) -> CheckReport:
         covered.add(node.id)
         by_unit_platform[(node.id, group.platform)].append(group)
         expected = expected_title(_names(tree, node), node.level)
-        if parsed is not None and parsed.key == index.expected(node):
+        if parsed is not None and parsed.key in index.accepted[node.id]:
             report.ok += 1
             continue
         likely = index.likely(parsed.key, node.level) if parsed is not None else None

@@ -77,6 +77,18 @@ class UnitSuccession(SQLModel, table=True):
     kind: str = Field(max_length=16)
 
 
+class UnitAlias(SQLModel, table=True):
+    """Another accepted spelling of a unit's name (GSO vs. legal texts, e.g. "Pa Vệ Sử" / "Pa Vệ Sủ")."""
+
+    __tablename__ = "unit_alias"
+    __table_args__ = (UniqueConstraint("unit_id", "alias"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    alias: str = Field(max_length=200)
+    note: str = Field(default="", max_length=200)
+
+
 class Account(SQLModel, table=True):
     """Credentials of one bot / OA / page / webhook endpoint. Holds a reference to a secret, never one."""
 

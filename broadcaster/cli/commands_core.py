@@ -12,6 +12,7 @@ from broadcaster.cli.base import emit, run, state, table
 from broadcaster.db import describe_url
 from broadcaster.tiers import tiers_as_of
 from broadcaster.timeutil import parse_date, today
+from broadcaster.unit_aliases import import_aliases
 from broadcaster.unit_import import import_units
 from broadcaster.unit_tree import load_tree
 
@@ -88,6 +89,26 @@ def units_import(ctx: click.Context, file: Path, valid_from: str, mapping: Path 
         f"{report['unchanged']} unchanged, {report['moved']} moved, {report['closed']} closed, "
         f"{report['successions']} successions",
     )
+
+
+@units_group.command("aliases")
+@click.argument("file", type=FILE)
+@click.option("--as-of", "as_of", help="Resolve the codes on this date (default: today).")
+@click.pass_context
+def units_aliases(ctx: click.Context, file: Path, as_of: str | None) -> None:
+    """Import accepted name variants (columns code,alias[,note]) used by `groups check`."""
+    day = parse_date(as_of) if as_of else today()
+
+    async def work(app: App) -> dict[str, int]:
+        async with app.transaction() as session:
+            actor = await users.get_actor(session, app.settings.user)
+            actor.require(users.Permission.MANAGE_UNITS)
+            summary = await import_aliases(session, file, day)
+            await audit.record(session, actor.name, "units.aliases", "unit", file.name, after=summary)
+            return summary
+
+    summary = run(ctx, work)
+    emit(ctx, summary, f"imported {file.name}: {summary['added']} aliases added ({summary['rows']} rows)")
 
 
 @units_group.command("tree")

@@ -26,6 +26,7 @@ from broadcaster.group_check import check_groups
 from broadcaster.models import ChatGroup
 from broadcaster.settings import Settings
 from broadcaster.timeutil import today
+from broadcaster.unit_aliases import import_aliases
 from broadcaster.unit_import import import_units
 from broadcaster.unit_tree import load_tree
 from content import workflow
@@ -90,34 +91,9 @@ async def run_demo(workdir: Path) -> dict[str, Any]:
                 ).to_dict(),
                 (await import_units(s, data_file("laichau-villages-sample.csv"), REFORM)).to_dict(),
             ]
-        async with app.transaction() as s:
-            tree = await load_tree(s, day)
-            rows = []
-            for node in tree.nodes.values():
-                if node.level == "commune" and not node.children:
-                    count = VILLAGES_PER_COMMUNE[int(node.code) % len(VILLAGES_PER_COMMUNE)]
-                    rows += [
-                        [f"{node.code}-G{i:02d}", f"Bản {i} (tạo mẫu)", "bản", "village", node.code]
-                        for i in range(1, count + 1)
-                    ]
-            generated = _write_csv(
-                workdir / "generated-villages.csv", ["code", "name", "type", "level", "parent_code"], rows
-            )
-            imports.append((await import_units(s, generated, REFORM)).to_dict())
-            for name, role, scope, full in (
-                ("bien.tap", "editor", "12", "Biên tập viên Sở KH&CN"),
-                ("phe.duyet", "approver", "12", "Lãnh đạo phòng"),
-                ("mu.ca", "editor", "03451", "Cán bộ xã Mù Cả"),
-                ("xem", "viewer", None, "Theo dõi"),
-            ):
-                await users.add_user(s, "admin", name, role, scope_code=scope, full_name=full, today=day)
-            for name, platform, ref in (
-                ("tg-laichau", "telegram", "file:telegram_token"),
-                ("zalo-oa-laichau", "zalo", "file:zalo_oa_token"),
-                ("fb-page-laichau", "facebook", "file:facebook_page_token"),
-                ("mocha-bridge", "webhook", "file:webhook_secret"),
-            ):
-                await accounts.add_account(s, admin, name, platform, secret_ref=ref)
+            await import_aliases(s, data_file("laichau-name-variants.csv"), date(2025, 6, 30))
+        imports.append(await _generated_villages(app, workdir, day))
+        await _people_and_accounts(app, admin, day)
         async with app.transaction() as s:
             tree = await load_tree(s, day)
             group_rows = _demo_groups(tree)
@@ -195,6 +171,42 @@ async def run_demo(workdir: Path) -> dict[str, Any]:
             "no replies, reactions or monthly report yet",
         ],
     }
+
+
+async def _generated_villages(app: App, workdir: Path, day: date) -> dict[str, object]:
+    """No public village register exists: give every commune but Mù Cả a few placeholder villages."""
+    async with app.transaction() as s:
+        tree = await load_tree(s, day)
+        rows = []
+        for node in tree.nodes.values():
+            if node.level == "commune" and not node.children:
+                count = VILLAGES_PER_COMMUNE[int(node.code) % len(VILLAGES_PER_COMMUNE)]
+                rows += [
+                    [f"{node.code}-G{i:02d}", f"Bản {i} (tạo mẫu)", "bản", "village", node.code]
+                    for i in range(1, count + 1)
+                ]
+        generated = _write_csv(
+            workdir / "generated-villages.csv", ["code", "name", "type", "level", "parent_code"], rows
+        )
+        return (await import_units(s, generated, REFORM)).to_dict()
+
+
+async def _people_and_accounts(app: App, admin: users.Actor, day: date) -> None:
+    async with app.transaction() as s:
+        for name, role, scope, full in (
+            ("bien.tap", "editor", "12", "Biên tập viên Sở KH&CN"),
+            ("phe.duyet", "approver", "12", "Lãnh đạo phòng"),
+            ("mu.ca", "editor", "03451", "Cán bộ xã Mù Cả"),
+            ("xem", "viewer", None, "Theo dõi"),
+        ):
+            await users.add_user(s, admin.name, name, role, scope_code=scope, full_name=full, today=day)
+        for name, platform, ref in (
+            ("tg-laichau", "telegram", "file:telegram_token"),
+            ("zalo-oa-laichau", "zalo", "file:zalo_oa_token"),
+            ("fb-page-laichau", "facebook", "file:facebook_page_token"),
+            ("mocha-bridge", "webhook", "file:webhook_secret"),
+        ):
+            await accounts.add_account(s, admin, name, platform, secret_ref=ref)
 
 
 def _demo_groups(tree: Any) -> list[list[str]]:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import pytest
+
 from broadcaster import groups
 from broadcaster.bootstrap import App
+from broadcaster.errors import CsvError
 from broadcaster.group_check import check_groups
 from tests.helpers import actor, add_accounts, seed_lai_chau, write
 
@@ -58,3 +61,29 @@ async def test_check_reports_every_kind_of_problem(app: App, tmp_path: Path) -> 
     # On 2025-06-30 the district groups are fine and Tam Đường's title matches its district.
     assert {"d107", "d106", "c03386"}.isdisjoint(g["external_id"] for g in before.groups_of_gone_units)
     assert all(m["external_id"] != "d106" for m in before.mismatched)
+
+
+async def test_name_variants_are_accepted_once_imported(app: App, tmp_path: Path) -> None:
+    from broadcaster.cli.demo import data_file
+    from broadcaster.unit_aliases import import_aliases
+
+    await seed_lai_chau(app)
+    await add_accounts(app)
+    admin = await actor(app, "admin")
+    path = write(tmp_path / "g.csv", HEADER + "03448,zalo,a,CNS_Xã Pa Vệ Sủ\n03460,zalo,b,CNS_Hua Bum\n")
+    old = date(2025, 6, 30)
+    async with app.transaction() as s:
+        await groups.import_groups(s, admin, path, old)
+        before = await check_groups(s, old)
+    # "Pa Vệ Sủ" already matches "Pa Vệ Sử" (diacritics are ignored); "Hua Bum" needs the alias.
+    assert {m["external_id"] for m in before.mismatched} == {"b"}
+    async with app.transaction() as s:
+        assert await import_aliases(s, data_file("laichau-name-variants.csv"), old) == {"rows": 8, "added": 8}
+        assert await import_aliases(s, data_file("laichau-name-variants.csv"), old) == {"rows": 8, "added": 0}
+        after = await check_groups(s, old)
+    assert after.mismatched == []
+    bad = write(tmp_path / "bad.csv", "code,alias\n99999,Xã Không Có\n")
+    with pytest.raises(CsvError, match="unit 99999 does not exist") as info:
+        async with app.transaction() as s:
+            await import_aliases(s, bad, old)
+    assert info.value.line == 2

@@ -64,3 +64,32 @@ async def test_uninitialised_database_is_refused(tmp_path: object) -> None:
             await ensure_current(engine)
     finally:
         await engine.dispose()
+
+
+async def test_upgrade_from_the_first_revision_keeps_data(db_url: str) -> None:
+    """A database created by an older release (schema 0001) is upgraded in place by `init`."""
+    from alembic import command
+
+    from broadcaster.schema import alembic_config
+
+    engine = create_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0001"))
+            await conn.execute(
+                text(
+                    "INSERT INTO app_user (name, full_name, role, active, created_at) "
+                    "VALUES ('old.user', '', 'viewer', true, CURRENT_TIMESTAMP)"
+                )
+            )
+    finally:
+        await engine.dispose()
+    app, before, after = await App.initialise(Settings(database_url=db_url))
+    async with app.transaction() as s:
+        names = (await s.execute(select(User.name))).scalars().all()  # type: ignore[call-overload]
+    async with app.engine.connect() as conn:
+        diff = await conn.run_sync(_diff)
+    await app.close()
+    assert (before, after) == ("0001", head_revision())
+    assert names == ["old.user"]
+    assert diff == []
