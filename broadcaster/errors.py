@@ -48,3 +48,52 @@ class ConfigError(CnsError):
 
 class StorageError(CnsError):
     """The database cannot be reached, is not initialised, or is at an unknown schema version."""
+
+
+class DeliveryError(CnsError):
+    """A send to a platform did not succeed. The dispatcher decides from the subclass alone.
+
+    ``reason`` is a short, secret-free explanation for the delivery's ``last_error``.
+    """
+
+    retryable = False
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class TransientError(DeliveryError):
+    """Worth retrying later with backoff: timeouts, 5xx, dropped connections, malformed responses."""
+
+    retryable = True
+
+
+class RateLimited(TransientError):
+    """The platform asked us to wait ``retry_after`` seconds before sending again."""
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class PermanentError(DeliveryError):
+    """Retrying will not help: content the platform refuses, a bad target id, missing rights."""
+
+
+class TargetGone(PermanentError):
+    """The group/page/endpoint no longer accepts our posts (bot kicked, group deleted, 410)."""
+
+
+class TargetMigrated(DeliveryError):
+    """The target moved to ``new_id`` (Telegram group -> supergroup); re-send there."""
+
+    retryable = True
+
+    def __init__(self, reason: str, new_id: str) -> None:
+        super().__init__(reason)
+        self.new_id = new_id
+
+
+class AuthFailed(DeliveryError):
+    """The account's credentials were refused: pause the account and hold its deliveries."""

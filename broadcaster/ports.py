@@ -1,0 +1,100 @@
+"""Ports between the core and the platform adapters and renderers.
+
+A renderer (``content.render``) turns an approved revision into a :class:`RenderedMessage` for one
+target on one platform; a :class:`Sender` (``adapters.*``) moves it over the wire and reports a
+:class:`SendResult` or raises one of the :class:`broadcaster.errors.DeliveryError` subclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    name: str
+    channel: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one delivery goes: a group/page/endpoint on a platform, with its unit's names."""
+
+    platform: str
+    external_id: str
+    title: str = ""
+    mode: str = "direct"
+    admins: tuple[Admin, ...] = ()
+    variables: dict[str, str] = field(default_factory=dict)  # unit_name, commune, district, province
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """An attachment, with its bytes (uploaded where the platform takes files) and a link (elsewhere)."""
+
+    sha256: str
+    filename: str
+    media_type: str
+    data: bytes
+    url: str | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.media_type.startswith("image/"):
+            return "photo"
+        if self.media_type.startswith("video/"):
+            return "video"
+        return "document"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMessage:
+    """A post rendered for one platform and one target.
+
+    ``parts`` are the text messages in order (already split to the platform's limit and numbered);
+    ``fmt`` tells how they are formatted ("html" or "plain"); ``plain_parts`` are always plain text
+    (the webhook channel carries both); ``media`` go as photo/document/album where supported.
+    """
+
+    parts: tuple[str, ...]
+    fmt: str
+    plain_parts: tuple[str, ...]
+    media: tuple[Media, ...] = ()
+    link: str | None = None
+    title: str = ""
+    caption: str | None = None  # the whole text when it fits a media caption (Telegram: 1024)
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What the platform gave back: the ids of every message it created, in order."""
+
+    message_ids: tuple[str, ...]
+    accepted_only: bool = False  # accepted but not yet posted (Telegram scheduled video, webhook 202)
+
+
+@runtime_checkable
+class Sender(Protocol):
+    """One platform account. Every method raises only :class:`broadcaster.errors.DeliveryError`s."""
+
+    platform: str
+
+    async def send(self, target: Target, message: RenderedMessage, key: str) -> SendResult:
+        """Post ``message`` to ``target``; ``key`` is the delivery's idempotency key."""
+        ...
+
+    async def edit(self, target: Target, message_id: str, message: RenderedMessage) -> None:
+        """Correct a sent message in place; PermanentError where the platform cannot edit."""
+        ...
+
+    async def delete(self, target: Target, message_ids: tuple[str, ...]) -> None:
+        """Take messages back (recall); PermanentError where the platform cannot."""
+        ...
+
+    async def member_count(self, target: Target) -> int | None:
+        """Members of the target, or None when the platform does not say (unknown is not 0)."""
+        ...
+
+    async def close(self) -> None: ...
