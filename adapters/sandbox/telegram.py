@@ -99,6 +99,7 @@ class TelegramState:
     bots: dict[str, BotState] = field(default_factory=dict)
     chats: dict[int, Chat] = field(default_factory=dict)
     auto_chats: bool = True
+    auto_bots: bool = False  # accept any well-formed token as a bot (cns sandbox, benchmarks)
     limits: Limits = field(default_factory=Limits)
     members: Members = field(default_factory=Members)
     faults: Faults = field(default_factory=Faults)
@@ -490,6 +491,8 @@ async def api(request: web.Request) -> web.Response:
     if not TOKEN_RE.match(token):
         return _error_response(ApiError(404, "Not Found"))
     bot = state.bots.get(token)
+    if bot is None and state.auto_bots:
+        bot = state.add_bot(token)
     if bot is None:
         return _error_response(ApiError(401, "Unauthorized"))
     try:
@@ -625,8 +628,11 @@ def create_app(
     faults: FaultConfig | None = None,
     members: Members | None = None,
     auto_chats: bool = True,
+    auto_bots: bool = False,
 ) -> web.Application:
-    state = TelegramState(auto_chats=auto_chats, limits=limits or Limits(), members=members or Members())
+    state = TelegramState(
+        auto_chats=auto_chats, auto_bots=auto_bots, limits=limits or Limits(), members=members or Members()
+    )
     for token in tokens:
         state.add_bot(token)
     if faults is not None:
