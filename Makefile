@@ -29,6 +29,7 @@ test: lint typecheck pytest
 
 bench: $(BIN)/cns
 	$(BIN)/python benchmarks/plan_dispatch.py
+	$(BIN)/python benchmarks/telegram_send.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.egg-info
