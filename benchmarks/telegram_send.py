@@ -86,9 +86,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url_file = Path(tmp) / "urls.json"
         server = subprocess.Popen(
-            [sys.executable, "-m", "broadcaster.cli.main", "sandbox", "--only", "telegram", "--no-limits",
-             "--url-file", str(url_file)],
-            stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            [
+                sys.executable,
+                "-m",
+                "broadcaster.cli.main",
+                "sandbox",
+                "--only",
+                "telegram",
+                "--no-limits",
+                "--url-file",
+                str(url_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         try:
             for _ in range(200):
@@ -101,8 +111,10 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=10)
-    print(f"sandbox Telegram server in a separate process, rate limits off; {args.requests:,} requests, "
-          f"{args.concurrency} in flight")
+    print(
+        f"sandbox Telegram server in a separate process, rate limits off; {args.requests:,} requests, "
+        f"{args.concurrency} in flight"
+    )
     print(f"raw aiohttp POST sendMessage: {raw:,.0f} requests/s")
     print(f"TelegramSender.send (PTB + AiohttpRequest): {adapter:,.0f} sends/s ({adapter / raw:.0%} of raw)")
 

@@ -7,6 +7,7 @@ target on one platform; a :class:`Sender` (``adapters.*``) moves it over the wir
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -26,6 +27,7 @@ class Target:
     external_id: str
     title: str = ""
     mode: str = "direct"
+    kind: str = "group"  # group | user (a follower or an admin reached one to one, as relay does)
     admins: tuple[Admin, ...] = ()
     variables: dict[str, str] = field(default_factory=dict)  # unit_name, commune, district, province
 
@@ -73,6 +75,34 @@ class SendResult:
 
     message_ids: tuple[str, ...]
     accepted_only: bool = False  # accepted but not yet posted (Telegram scheduled video, webhook 202)
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthTokens:
+    """A rotating OAuth pair (Zalo: access 25 h, refresh single-use for 3 months)."""
+
+    access_token: str
+    refresh_token: str
+    expires_at: float  # unix seconds
+
+    def __repr__(self) -> str:
+        return f"OAuthTokens(expires_at={self.expires_at})"  # never the tokens themselves
+
+
+class TokenStore(Protocol):
+    """Durable, exclusive storage of one account's rotating tokens.
+
+    ``rotate`` runs ``exchange(current)`` while holding an exclusive lock (across processes), unless the
+    stored access token is no longer ``stale`` (another worker refreshed first), and
+    persists what it returns atomically before releasing the lock and before anyone uses it, so a
+    single-use refresh token is never spent twice and a new one is never lost in memory.
+    """
+
+    async def load(self) -> OAuthTokens | None: ...
+
+    async def rotate(
+        self, stale: str, exchange: Callable[[OAuthTokens], Awaitable[OAuthTokens]]
+    ) -> OAuthTokens: ...
 
 
 @runtime_checkable
