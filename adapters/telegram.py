@@ -168,12 +168,13 @@ class TelegramSender:
         os.environ.setdefault("PTB_TIMEDELTA", "1")
         root = base_url.rstrip("/")
         self._request = AiohttpRequest(connections=connections, read_timeout=read_timeout)
+        self._updates_request = AiohttpRequest(connections=1)
         self.bot = Bot(
             token.reveal(),
             base_url=f"{root}/bot",
             base_file_url=f"{root}/file/bot",
             request=self._request,
-            get_updates_request=AiohttpRequest(connections=1),
+            get_updates_request=self._updates_request,
         )
         self._ready = False
         self._lock = asyncio.Lock()
@@ -266,5 +267,6 @@ class TelegramSender:
     async def close(self) -> None:
         if self._ready:
             await self.bot.shutdown()
-        else:
-            await self._request.shutdown()
+        # A failed initialize (a refused token) leaves PTB thinking nothing is open; close both anyway.
+        await self._request.shutdown()
+        await self._updates_request.shutdown()
