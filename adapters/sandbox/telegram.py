@@ -55,7 +55,7 @@ REPLIES = (
 @dataclass(slots=True)
 class Chat:
     id: int
-    type: str = "supergroup"  # group | supergroup | channel
+    type: str = "supergroup"  # private | group | supergroup | channel
     title: str = ""
     bot_status: str = "member"  # member | administrator | left | kicked
     members: int = 25
@@ -195,6 +195,10 @@ def _chat_for_send(state: TelegramState, params: dict[str, Any]) -> Chat:
             "supergroup" if str(chat_id).startswith("-100") else "group",
             members=state.rng.randint(12, 300),
         )
+    if chat.type == "private":
+        if chat.bot_status == "kicked":
+            raise ApiError(403, "Forbidden: bot was blocked by the user")
+        return chat
     kind = {"group": "group chat", "supergroup": "supergroup chat", "channel": "channel chat"}[chat.type]
     if chat.migrated_to is not None:
         raise ApiError(

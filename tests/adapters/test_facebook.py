@@ -50,8 +50,9 @@ async def test_posts_edit_delete_followers(server: Running, sender: FacebookSend
     assert post["link"] == "https://dichvucong.gov.vn" and post["message"].startswith("Dịch vụ công")
     one = await sender.send(PAGE, render("facebook", title="Ảnh", body="một ảnh", media=[_photo(1)]), "d2")
     assert state.posts[one.message_ids[0]]["photo"] in state.photos
-    many = await sender.send(PAGE, render("facebook", title="Ảnh", body="ba ảnh", media=[_photo(i) for i in (2, 3, 4)]),
-                             "d3")
+    many = await sender.send(
+        PAGE, render("facebook", title="Ảnh", body="ba ảnh", media=[_photo(i) for i in (2, 3, 4)]), "d3"
+    )
     attached = state.posts[many.message_ids[0]]["attached_media"]
     assert len(attached) == 3 and all(not state.photos[a]["published"] for a in attached)
     await sender.edit(PAGE, feed.message_ids[0], render("facebook", title="Đính chính", body="nội dung đúng"))
@@ -128,7 +129,11 @@ def test_translation_table_without_sockets() -> None:
         return {"error": {"code": code, "error_subcode": subcode, "message": "m", **extra}}
 
     assert translate(reply(200, {"id": "1_2"}), "x") is None
-    usage = {"x-business-use-case-usage": json.dumps({"1": [{"type": "pages", "estimated_time_to_regain_access": 7}]})}
+    usage = {
+        "x-business-use-case-usage": json.dumps(
+            {"1": [{"type": "pages", "estimated_time_to_regain_access": 7}]}
+        )
+    }
     limited = translate(reply(400, err(80001), usage), "x")
     assert isinstance(limited, RateLimited) and limited.retry_after == 420
     plain = translate(reply(403, err(4)), "x")

@@ -1,0 +1,102 @@
+"""Relay (assisted forward): for a group no API can post into, the post goes to the group's admins.
+
+Each admin is reached one to one through the channel named in the group's admin list (Zalo OA follower
+message, Telegram private chat, a webhook bridge...), with a short note saying which group to forward it
+to and a confirmation link; the delivery then waits for the admin to confirm (handled by the inbound
+endpoints). Success when at least one admin was reached; when none can be, the first admin's error is
+raised (a permanent one if no admin has a usable channel).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Mapping
+
+from broadcaster.errors import DeliveryError, PermanentError
+from broadcaster.ports import Admin, RenderedMessage, Sender, SendResult, Target
+
+HTML_CHANNELS = {"telegram"}
+
+
+def admin_message(message: RenderedMessage, channel: str, header: str, footer: str) -> RenderedMessage:
+    """The post as plain text (escaped for HTML channels), between the forwarding note and the link."""
+    plain = (header, *message.plain_parts, footer)
+    parts = tuple(html.escape(p, quote=False) for p in plain) if channel in HTML_CHANNELS else plain
+    return RenderedMessage(
+        parts=parts,
+        fmt="html" if channel in HTML_CHANNELS else "plain",
+        plain_parts=plain,
+        media=message.media,
+        link=message.link,
+        title=message.title,
+    )
+
+
+class RelaySender:
+    platform = "relay"
+
+    def __init__(self, channels: Mapping[str, Sender], confirm_link: Callable[[str], str]) -> None:
+        self.channels = channels
+        self.confirm_link = confirm_link
+
+    def _admin_target(self, admin: Admin) -> Target:
+        return Target(admin.channel, admin.address, admin.name, kind="user")
+
+    async def _each(self, target: Target, build: Callable[[Admin], RenderedMessage], key: str) -> SendResult:
+        ids: list[str] = []
+        errors: list[DeliveryError] = []
+        reachable = [a for a in target.admins if a.channel in self.channels]
+        if not reachable:
+            raise PermanentError(
+                f"relay: no admin of {target.title or target.external_id} has a configured channel"
+            )
+        for admin in reachable:
+            try:
+                result = await self.channels[admin.channel].send(
+                    self._admin_target(admin), build(admin), f"{key}:{admin.channel}:{admin.address}"
+                )
+            except DeliveryError as exc:
+                errors.append(exc)
+                continue
+            ids.extend(f"{admin.channel}:{admin.address}:{mid}" for mid in result.message_ids)
+        if not ids:
+            raise errors[0]
+        return SendResult(tuple(ids), accepted_only=True)
+
+    async def send(self, target: Target, message: RenderedMessage, key: str) -> SendResult:
+        def build(admin: Admin) -> RenderedMessage:
+            header = (
+                f"Kính gửi {admin.name}: nhờ anh/chị đăng tin dưới đây vào nhóm "
+                f"«{target.title or target.external_id}»."
+            )
+            footer = f"Đăng xong, bấm để xác nhận: {self.confirm_link(key)}"
+            return admin_message(message, admin.channel, header, footer)
+
+        return await self._each(target, build, key)
+
+    async def edit(self, target: Target, message_id: str, message: RenderedMessage) -> None:
+        def build(admin: Admin) -> RenderedMessage:
+            header = (
+                f"Kính gửi {admin.name}: tin đã đăng trong nhóm «{target.title}» có đính chính, nhờ đăng lại:"
+            )
+            return admin_message(message, admin.channel, header, "Xin cảm ơn.")
+
+        await self._each(target, build, f"edit:{message_id}")
+
+    async def delete(self, target: Target, message_ids: tuple[str, ...]) -> None:
+        notice = RenderedMessage(parts=(), fmt="plain", plain_parts=())
+
+        def build(admin: Admin) -> RenderedMessage:
+            header = (
+                f"Kính gửi {admin.name}: tin đã chuyển vào nhóm «{target.title}» được thu hồi. "
+                "Nhờ anh/chị gỡ tin đó khỏi nhóm."
+            )
+            return admin_message(notice, admin.channel, header, "Xin cảm ơn.")
+
+        await self._each(target, build, f"recall:{','.join(message_ids)}")
+
+    async def member_count(self, target: Target) -> int | None:
+        return None  # the group is not ours to read: unknown, never 0
+
+    async def close(self) -> None:
+        """The channels belong to their own accounts and are closed there."""
