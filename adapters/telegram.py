@@ -43,6 +43,8 @@ from broadcaster.ports import Media, RenderedMessage, SendResult, Target
 from broadcaster.secrets import Secret, redact_text
 
 DEFAULT_BASE_URL = "https://api.telegram.org"
+PHOTO_MAX = 10 * 1024 * 1024  # Bot API upload limits (a local Bot API server allows more)
+FILE_MAX = 50 * 1024 * 1024
 ALBUM_MAX = 10
 # "Bad Request: chat not found" means the id is wrong or the bot never saw the chat: nothing to retry,
 # and the group should be looked at, as for a kicked bot.
@@ -191,6 +193,12 @@ class TelegramSender:
         return self.bot
 
     async def send(self, target: Target, message: RenderedMessage, key: str) -> SendResult:
+        for item in message.media:
+            limit = PHOTO_MAX if item.kind == "photo" else FILE_MAX
+            if len(item.data) > limit:
+                raise PermanentError(
+                    f"telegram: {item.filename} is over the {limit // 2**20} MB upload limit"
+                )
         bot = await self._bot()
         chat = target.external_id
         sent: list[Message] = []

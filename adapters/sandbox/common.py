@@ -29,6 +29,7 @@ class FaultConfig:
     latency: float = 0.0  # seconds added to every answer
     timeout_rate: float = 0.0  # never answer (hold the request ``hang`` seconds)
     drop_rate: float = 0.0  # close the connection without an answer
+    malformed_rate: float = 0.0  # answer 200 with a body that is not what the API returns (a proxy page)
     burst_every: int = 0  # every Nth request starts a burst of ``burst_length`` 5xx answers
     burst_length: int = 0
     hang: float = 30.0
@@ -82,6 +83,12 @@ class Faults:
                 request.transport.close()
             raise ConnectionResetError("sandbox dropped the connection")
         roll -= cfg.drop_rate
+        if roll < cfg.malformed_rate:
+            self._note("malformed")
+            return web.Response(
+                status=200, text="<html><body>Captive portal</body></html>", content_type="text/html"
+            )
+        roll -= cfg.malformed_rate
         if roll < cfg.error_rate:
             self._note("error")
             return web.Response(

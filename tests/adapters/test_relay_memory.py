@@ -109,3 +109,62 @@ async def test_memory_twin() -> None:
         await memory.send(target, render("zalo", title="", body="x"), "k2")
     await memory.close()
     assert memory.closed
+
+
+async def test_malformed_answers_are_transient_for_every_adapter(tmp_path: object) -> None:
+    """A 200 carrying an HTML page (a captive portal, a proxy) never crashes an adapter."""
+    import base64
+    import time
+    from pathlib import Path
+
+    from adapters.facebook import FacebookSender
+    from adapters.sandbox import facebook as fb_box
+    from adapters.sandbox import webhook_gateway as wh_box
+    from adapters.sandbox import zalo as zalo_box
+    from adapters.sandbox.common import FaultConfig
+    from adapters.webhook import WebhookSender
+    from adapters.zalo import ZaloSender
+    from broadcaster.errors import TransientError
+    from broadcaster.ports import OAuthTokens
+    from broadcaster.token_store import FileTokenStore
+
+    malformed = FaultConfig(malformed_rate=1.0)
+    secret = "whsec_" + base64.b64encode(b"x" * 32).decode()
+    async with (
+        Running(create_app([TOKEN])) as tg,
+        Running(zalo_box.create_app()) as zl,
+        Running(fb_box.create_app()) as fb,
+        Running(wh_box.create_app(secret)) as wh,
+    ):
+        fb.app[fb_box.STATE].add_page("1", "tok")
+        pair = zl.app[zalo_box.STATE].issue()
+        store = FileTokenStore(Path(str(tmp_path)) / "z.json")
+        await store.save(OAuthTokens(pair["access_token"], pair["refresh_token"], time.time() + 9e4))
+        zstate = zl.app[zalo_box.STATE]
+        senders: list[tuple[Sender, Target, Running]] = [
+            (TelegramSender(Secret(TOKEN), base_url=tg.url), Target("telegram", "-1001"), tg),
+            (
+                ZaloSender(
+                    store,
+                    app_id=zstate.app_id,
+                    app_secret=Secret(zstate.app_secret),
+                    base_url=zl.url,
+                    oauth_url=zl.url,
+                ),
+                Target("zalo", "g1"),
+                zl,
+            ),
+            (FacebookSender(Secret("tok"), base_url=fb.url), Target("facebook", "1"), fb),
+            (WebhookSender(wh.url, Secret(secret)), Target("webhook", "t1"), wh),
+        ]
+        try:
+            for sender, target, server in senders:
+                if sender.platform == "telegram":
+                    await sender.member_count(target)  # getMe first, before the faults
+                faults = next(v for k, v in server.app.items() if hasattr(v, "faults")).faults
+                faults.configure(malformed)
+                with pytest.raises(TransientError):
+                    await sender.send(target, render(sender.platform, title="", body="x"), "k")
+        finally:
+            for sender, _, _ in senders:
+                await sender.close()
