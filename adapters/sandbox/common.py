@@ -55,48 +55,53 @@ class Faults:
     def _note(self, kind: str) -> None:
         self.injected[kind] = self.injected.get(kind, 0) + 1
 
-    async def apply(self, request: web.Request) -> web.StreamResponse | None:
-        """Return a faulty response (or raise to drop the connection), or None to proceed normally."""
+    def _pick(self) -> str | None:
         cfg = self.config
-        if cfg.paths and not any(p in request.path for p in cfg.paths):
-            return None
-        if request.path.startswith("/__sim"):
-            return None
-        self._count += 1
-        if cfg.latency:
-            await asyncio.sleep(cfg.latency)
         if cfg.burst_every and self._count % cfg.burst_every == 0:
             self._burst_left = cfg.burst_length
         if self._burst_left > 0:
             self._burst_left -= 1
-            self._note("burst")
-            return web.Response(status=503, text="Service Unavailable")
+            return "burst"
         roll = self._rng.random()
-        if roll < cfg.timeout_rate:
-            self._note("timeout")
+        for kind, rate in (
+            ("timeout", cfg.timeout_rate),
+            ("drop", cfg.drop_rate),
+            ("malformed", cfg.malformed_rate),
+            ("error", cfg.error_rate),
+        ):
+            if roll < rate:
+                return kind
+            roll -= rate
+        return None
+
+    async def apply(self, request: web.Request) -> web.StreamResponse | None:
+        """Return a faulty response (or raise to drop the connection), or None to proceed normally."""
+        cfg = self.config
+        if request.path.startswith("/__sim") or (cfg.paths and not any(p in request.path for p in cfg.paths)):
+            return None
+        self._count += 1
+        if cfg.latency:
+            await asyncio.sleep(cfg.latency)
+        kind = self._pick()
+        if kind is None:
+            return None
+        self._note(kind)
+        if kind == "timeout":
             await asyncio.sleep(cfg.hang)
             return web.Response(status=504, text="Gateway Timeout")
-        roll -= cfg.timeout_rate
-        if roll < cfg.drop_rate:
-            self._note("drop")
+        if kind == "drop":
             if request.transport is not None:
                 request.transport.close()
             raise ConnectionResetError("sandbox dropped the connection")
-        roll -= cfg.drop_rate
-        if roll < cfg.malformed_rate:
-            self._note("malformed")
+        if kind == "malformed":
             return web.Response(
                 status=200, text="<html><body>Captive portal</body></html>", content_type="text/html"
             )
-        roll -= cfg.malformed_rate
-        if roll < cfg.error_rate:
-            self._note("error")
-            return web.Response(
-                status=502,
-                text="<html><body><h1>502 Bad Gateway</h1></body></html>",
-                content_type="text/html",
-            )
-        return None
+        if kind == "burst":
+            return web.Response(status=503, text="Service Unavailable")
+        return web.Response(
+            status=502, text="<html><body><h1>502 Bad Gateway</h1></body></html>", content_type="text/html"
+        )
 
 
 def fault_middleware(faults: Faults) -> Middleware:
