@@ -7,12 +7,15 @@ keeps every accepted message for inspection. Control API under ``/__sim``.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import random
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from adapters import signing
@@ -39,6 +42,11 @@ class GatewayState:
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     window: SlidingWindow | None = None
+    inbound_url: str = ""  # where the gateway posts replies and reactions (the broadcaster's hook)
+    inbound_secret: str = ""
+    reply_rate: float = 0.0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    session: aiohttp.ClientSession | None = None
 
     def __post_init__(self) -> None:
         if self.per_second:
@@ -117,7 +125,60 @@ async def send_message(request: web.Request) -> web.Response:
         "member_count": target.members,
     }
     state.answers[event_id] = (202, body)
+    _maybe_reply(state, message_id, data)
     return web.json_response(body, status=202)
+
+
+def _maybe_reply(state: GatewayState, message_id: str, data: dict[str, Any]) -> None:
+    if not state.inbound_url or not state.inbound_secret or state.rng.random() >= state.reply_rate:
+        return
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    reply = {
+        "id": f"r_{next(state.ids)}",
+        "text": "Cảm ơn, đã nhận được",
+        "created_at": now,
+        "user": {"id": f"u{state.rng.randint(1, 999)}", "display_name": "Mùa A Sơn"},
+    }
+    event = {
+        "type": "message.reply",
+        "timestamp": now,
+        "data": {
+            "delivery_id": data.get("delivery_id"),
+            "partner_message_id": message_id,
+            "target": data.get("target"),
+            "reply": reply,
+        },
+    }
+    task = asyncio.get_running_loop().create_task(_emit(state, event))
+    state.tasks.add(task)
+    task.add_done_callback(state.tasks.discard)
+
+
+async def _emit(state: GatewayState, event: dict[str, Any]) -> None:
+    """Deliver an inbound event signed with the gateway's own secret, retrying (time-compressed)."""
+    body = json.dumps(event, ensure_ascii=False).encode()
+    msg_id = f"evt_{next(state.ids)}"  # the same id on every retry
+    if state.session is None:
+        state.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+    for delay in (0.0, 0.5, 2.0, 5.0):
+        await asyncio.sleep(delay)
+        headers = {"Content-Type": "application/json", **signing.headers(state.inbound_secret, msg_id, body)}
+        try:
+            async with state.session.post(state.inbound_url, data=body, headers=headers) as response:
+                if 200 <= response.status < 300 or response.status == 410:
+                    return
+        except (aiohttp.ClientError, TimeoutError):
+            continue
+
+
+async def _close(app: web.Application) -> None:
+    state = app[STATE]
+    for task in list(state.tasks):
+        task.cancel()
+    if state.tasks:
+        await asyncio.gather(*state.tasks, return_exceptions=True)
+    if state.session is not None:
+        await state.session.close()
 
 
 async def change_message(request: web.Request) -> web.Response:
@@ -169,8 +230,18 @@ def create_app(
     per_second: int | None = None,
     faults: FaultConfig | None = None,
     auto_targets: bool = True,
+    inbound_url: str = "",
+    inbound_secret: str = "",
+    reply_rate: float = 0.0,
 ) -> web.Application:
-    state = GatewayState(secret=secret, per_second=per_second, auto_targets=auto_targets)
+    state = GatewayState(
+        secret=secret,
+        per_second=per_second,
+        auto_targets=auto_targets,
+        inbound_url=inbound_url,
+        inbound_secret=inbound_secret,
+        reply_rate=reply_rate,
+    )
     if faults is not None:
         state.faults.configure(faults)
     app = web.Application(middlewares=[fault_middleware(state.faults)], client_max_size=MAX_BODY * 4)
@@ -182,4 +253,5 @@ def create_app(
     app.router.add_get("/__sim/messages", sim_messages)
     app.router.add_post("/__sim/targets", sim_targets)
     app.router.add_post("/__sim/faults", sim_faults)
+    app.on_cleanup.append(_close)
     return app

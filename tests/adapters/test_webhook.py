@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 
@@ -168,3 +169,38 @@ def test_translation_table_without_sockets() -> None:
     for status in (301, 500, 502, 503):
         assert type(translate(reply(status, b"<html>oops</html>"), "x")) is TransientError
     assert "x: HTTP 409 conflict" in str(translate(reply(409, b'{"error":{"code":"conflict"}}'), "x"))
+
+
+async def test_gateway_members_reply_signed_with_its_own_secret() -> None:
+    inbound = "whsec_" + base64.b64encode(b"inbound-secret-of-the-gateway!!!").decode()
+    seen: list[tuple[dict[str, str], bytes]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        seen.append((dict(request.headers), await request.read()))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hooks/webhook/bridge", hook)
+    async with (
+        Running(app) as receiver,
+        Running(
+            create_app(
+                SECRET,
+                inbound_url=f"{receiver.url}/hooks/webhook/bridge",
+                inbound_secret=inbound,
+                reply_rate=1.0,
+            )
+        ) as gateway,
+    ):
+        sender = WebhookSender(gateway.url, Secret(SECRET))
+        result = await sender.send(TARGET, _message(), "delivery-9")  # type: ignore[arg-type]
+        await sender.close()
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.02)
+    headers, body = seen[0]
+    event = Webhook(inbound).verify(body, {k.lower(): v for k, v in headers.items()})
+    assert event["type"] == "message.reply"
+    assert event["data"]["delivery_id"] == "delivery-9"
+    assert event["data"]["partner_message_id"] == result.message_ids[0]
