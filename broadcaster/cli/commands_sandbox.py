@@ -30,6 +30,13 @@ def register(cli: click.Group) -> None:
     "--reply-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of posts members reply to."
 )
 @click.option(
+    "--hooks",
+    "hook_base",
+    default="",
+    metavar="URL",
+    help="Base URL of `cns serve`: members' replies go to URL/hooks/<platform>/<account>.",
+)
+@click.option(
     "--url-file",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the URLs as JSON to this file once listening (for scripts).",
@@ -44,6 +51,7 @@ def sandbox(
     latency: float,
     seed: int,
     reply_rate: float,
+    hook_base: str,
     url_file: Path | None,
 ) -> None:
     """Start the sandbox platforms on 127.0.0.1 until interrupted, and print how to use them."""
@@ -67,6 +75,7 @@ def sandbox(
         ports=fixed,
         limits=not no_limits,
         reply_rate=reply_rate,
+        hook_base=hook_base.rstrip("/"),
         faults=FaultConfig(seed=seed, error_rate=error_rate, latency=latency),
     )
     as_json = state(ctx).json
@@ -77,7 +86,7 @@ def sandbox(
             if url_file is not None:
                 await asyncio.to_thread(url_file.write_text, json.dumps(boxes.urls))
             if as_json:
-                click.echo(json.dumps({"urls": boxes.urls, "webhook_secret": config.webhook_secret}))
+                click.echo(json.dumps({"urls": boxes.urls, "credentials": boxes.credentials}))
             else:
                 click.echo("\n".join(boxes.instructions()))
                 click.echo("Press Ctrl+C to stop.")
