@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from broadcaster.db import create_engine, session_factory
+from broadcaster.errors import ConfigError
+from broadcaster.models import Account
+from broadcaster.ports import Sender
 from broadcaster.schema import ensure_current, upgrade
+from broadcaster.secrets import resolve
 from broadcaster.settings import Settings
 from broadcaster.tiers import seed_default_tiers
 
@@ -56,3 +60,47 @@ class App:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def build_sender(account: Account, settings: Settings, environ: Mapping[str, str] | None = None) -> Sender:
+    """The adapter for one account, with its secrets resolved now (never stored on the account).
+
+    Settings per platform: telegram ``base_url``; zalo ``base_url``, ``oauth_url``, ``app_id`` (the
+    secret is the app secret; tokens live in ``CNS_TOKEN_DIR``); facebook ``base_url``, ``version`` (the
+    secret is the Page token); webhook ``base_url`` (the secret is the ``whsec_`` key; an optional
+    ``api_key`` extra secret is sent as a Bearer token).
+    """
+    from adapters.facebook import DEFAULT_GRAPH, DEFAULT_VERSION, FacebookSender
+    from adapters.telegram import DEFAULT_BASE_URL, TelegramSender
+    from adapters.webhook import WebhookSender
+    from adapters.zalo import DEFAULT_API, DEFAULT_OAUTH, ZaloSender
+    from broadcaster.token_store import FileTokenStore
+
+    cfg = account.settings
+    if not account.secret_ref:
+        raise ConfigError(f"account {account.name} has no secret reference")
+    secret = resolve(account.secret_ref, settings.secrets_file, environ)
+    if account.platform == "telegram":
+        return TelegramSender(secret, base_url=cfg.get("base_url", DEFAULT_BASE_URL))
+    if account.platform == "zalo":
+        if not cfg.get("app_id"):
+            raise ConfigError(f"zalo account {account.name} needs the setting app_id")
+        store = FileTokenStore(settings.token_dir / f"zalo-{account.name}.json")
+        return ZaloSender(
+            store,
+            app_id=str(cfg["app_id"]),
+            app_secret=secret,
+            base_url=cfg.get("base_url", DEFAULT_API),
+            oauth_url=cfg.get("oauth_url", DEFAULT_OAUTH),
+        )
+    if account.platform == "facebook":
+        return FacebookSender(
+            secret, base_url=cfg.get("base_url", DEFAULT_GRAPH), version=cfg.get("version", DEFAULT_VERSION)
+        )
+    if account.platform == "webhook":
+        if not cfg.get("base_url"):
+            raise ConfigError(f"webhook account {account.name} needs a base_url")
+        extra = cfg.get("secrets", {}).get("api_key")
+        api_key = resolve(extra, settings.secrets_file, environ) if extra else None
+        return WebhookSender(cfg["base_url"], secret, api_key=api_key)
+    raise ConfigError(f"account {account.name}: no adapter for platform {account.platform!r}")

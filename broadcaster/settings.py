@@ -19,6 +19,7 @@ class Settings:
     user: str | None = None
     secrets_file: Path | None = None
     attachment_max_bytes: int = DEFAULT_ATTACHMENT_MAX_BYTES
+    token_dir: Path = Path("cns-tokens")  # rotating OAuth tokens (Zalo), one 0600 file per account
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -30,4 +31,5 @@ class Settings:
             user=env.get("CNS_USER") or None,
             secrets_file=Path(secrets) if secrets else None,
             attachment_max_bytes=int(max_bytes) if max_bytes else DEFAULT_ATTACHMENT_MAX_BYTES,
+            token_dir=Path(env.get("CNS_TOKEN_DIR") or "cns-tokens"),
         )
