@@ -265,10 +265,18 @@ def _maybe_comment(state: GraphState, page_id: str, post_id: str) -> None:
         "created_time": int(time.time()),
         "message": "Cảm ơn Sở, bản em làm được rồi ạ",
     }
-    payload = {
-        "object": "page",
-        "entry": [{"id": page_id, "time": int(time.time()), "changes": [{"field": "feed", "value": value}]}],
+    reaction = {
+        "from": {"id": str(7_000_000 + state.rng.randint(1, 9999)), "name": "Giàng A Chu"},
+        "post_id": post_id,
+        "parent_id": post_id,
+        "verb": "add",
+        "item": "reaction",
+        "reaction_type": "like",
+        "created_time": int(time.time()),
     }
+    # Meta batches several changes in one POST: a comment and a reaction here.
+    changes = [{"field": "feed", "value": value}, {"field": "feed", "value": reaction}]
+    payload = {"object": "page", "entry": [{"id": page_id, "time": int(time.time()), "changes": changes}]}
     task = asyncio.get_running_loop().create_task(_post_webhook(state, payload))
     state.tasks.add(task)
     task.add_done_callback(state.tasks.discard)

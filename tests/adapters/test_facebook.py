@@ -116,8 +116,9 @@ async def test_comments_come_back_signed_like_meta(server: Running, sender: Face
     expected = "sha256=" + hmac.new(state.app_secret.encode(), body, hashlib.sha256).hexdigest()
     assert headers["X-Hub-Signature-256"] == expected
     assert b"\\u" in body  # non-ASCII escaped, as Meta sends it
-    change = json.loads(body)["entry"][0]["changes"][0]["value"]
-    assert change["post_id"] == result.message_ids[0] and change["item"] == "comment"
+    changes = [c["value"] for c in json.loads(body)["entry"][0]["changes"]]
+    assert [c["item"] for c in changes] == ["comment", "reaction"]
+    assert all(c["post_id"] == result.message_ids[0] for c in changes)
 
 
 def test_translation_table_without_sockets() -> None:
