@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,11 +13,16 @@ import aiohttp
 
 async def test_cns_sandbox_serves_every_platform(tmp_path: Path) -> None:
     url_file = tmp_path / "urls.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "broadcaster.cli.main", "--json", "sandbox", "--url-file", str(url_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "broadcaster.cli.main",
+        "--json",
+        "sandbox",
+        "--url-file",
+        str(url_file),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         for _ in range(200):
@@ -38,7 +42,7 @@ async def test_cns_sandbox_serves_every_platform(tmp_path: Path) -> None:
                 assert r.status == 401
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=10)
     assert proc.returncode == 0, err
-    printed = json.loads(out.splitlines()[0])
+    printed = json.loads(out.decode().splitlines()[0])
     assert printed["urls"] == urls and printed["credentials"]["telegram"]["token"]
