@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -16,6 +20,9 @@ from broadcaster.schema import ensure_current, upgrade
 from broadcaster.secrets import resolve
 from broadcaster.settings import Settings
 from broadcaster.tiers import seed_default_tiers
+
+if TYPE_CHECKING:
+    from broadcaster.dispatcher import Dispatcher
 
 
 @dataclass(slots=True)
@@ -104,3 +111,32 @@ def build_sender(account: Account, settings: Settings, environ: Mapping[str, str
         api_key = resolve(extra, settings.secrets_file, environ) if extra else None
         return WebhookSender(cfg["base_url"], secret, api_key=api_key)
     raise ConfigError(f"account {account.name}: no adapter for platform {account.platform!r}")
+
+
+def confirmation_token(settings: Settings, key: str) -> str:
+    """An unguessable token for a relay confirmation link (``/r/{token}``), checked by ``cns serve``."""
+    secret = (settings.link_secret or f"unset:{settings.database_url}").encode()
+    digest = hmac.new(secret, key.encode(), hashlib.sha256).digest()
+    return f"{key}.{base64.urlsafe_b64encode(digest[:12]).decode()}"
+
+
+def make_dispatcher(app: App, **options: Any) -> Dispatcher:
+    """The dispatcher with the real adapters, renderer and relay wired in."""
+    from adapters.relay import RelaySender
+    from broadcaster.dispatcher import Dispatcher
+    from content.render import render_revision
+
+    settings = app.settings
+    base = settings.public_url.rstrip("/")
+
+    def confirm_link(key: str) -> str:
+        return f"{base}/r/{confirmation_token(settings, key)}"
+
+    return Dispatcher(
+        app,
+        senders=lambda account: build_sender(account, settings),
+        render=render_revision,
+        relay=lambda channels: RelaySender(channels, confirm_link),
+        public_url=settings.public_url,
+        **options,
+    )

@@ -100,6 +100,7 @@ class Account(SQLModel, table=True):
     settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     secret_ref: str | None = Field(default=None, max_length=200)
     status: str = Field(default="active", max_length=16)
+    paused_reason: str | None = Field(default=None, max_length=500)
     created_at: datetime = _ts()
 
 
@@ -264,8 +265,28 @@ class Delivery(SQLModel, table=True):
     next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_error: str | None = None
     external_message_id: str | None = Field(default=None, max_length=128)
+    message_ids: list[str] = _json_list()
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resent_unknown: int = 0  # times re-sent after a crash left it "unknown": the possible duplicates
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
+
+
+class Alert(SQLModel, table=True):
+    """Something an admin must look at: a paused account, an unreachable group, a stuck dispatch."""
+
+    __tablename__ = "alert"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(index=True)
+    kind: str = Field(max_length=32)
+    account_id: int | None = Field(default=None, foreign_key="account.id")
+    group_id: int | None = Field(default=None, foreign_key="chat_group.id")
+    dispatch_id: int | None = Field(default=None, foreign_key="dispatch.id")
+    message: str
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 def pk(value: int | None) -> int:

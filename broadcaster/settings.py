@@ -20,6 +20,8 @@ class Settings:
     secrets_file: Path | None = None
     attachment_max_bytes: int = DEFAULT_ATTACHMENT_MAX_BYTES
     token_dir: Path = Path("cns-tokens")  # rotating OAuth tokens (Zalo), one 0600 file per account
+    public_url: str = "http://127.0.0.1:8080"  # where `cns serve` is reached: links, confirmations
+    link_secret: str = ""  # keys the confirmation links; set CNS_LINK_SECRET in production
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -32,4 +34,6 @@ class Settings:
             secrets_file=Path(secrets) if secrets else None,
             attachment_max_bytes=int(max_bytes) if max_bytes else DEFAULT_ATTACHMENT_MAX_BYTES,
             token_dir=Path(env.get("CNS_TOKEN_DIR") or "cns-tokens"),
+            public_url=env.get("CNS_PUBLIC_URL") or "http://127.0.0.1:8080",
+            link_secret=env.get("CNS_LINK_SECRET") or "",
         )

@@ -1,0 +1,527 @@
+"""The outbox dispatcher: claim due deliveries, send them through the adapters, commit the outcome.
+
+Each delivery is marked ``sending`` with a lease (owner, expiry) in the claiming transaction, before any
+request leaves; its outcome is committed after. A worker that dies leaves rows in ``sending`` whose lease
+runs out; any worker then turns them into ``unknown`` and, under the default policy, sends them again
+(``resent_unknown`` counts these possible duplicates; policy ``hold`` leaves them for a person). Leases of
+rows still waiting for a rate-limit token are renewed, so a slow, rate-limited broadcast is never taken
+for a dead one. What to do after an error is decided by :class:`broadcaster.retry.RetryPolicy` from the
+error's type alone.
+
+Claiming uses ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING`` everywhere, with ``FOR UPDATE
+SKIP LOCKED`` in the sub-select on PostgreSQL so concurrent workers never claim the same row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from broadcaster.bootstrap import App
+from broadcaster.errors import (
+    AuthFailed,
+    CnsError,
+    ConfigError,
+    DeliveryError,
+    PermanentError,
+    RateLimited,
+    TargetGone,
+    TargetMigrated,
+    TransientError,
+)
+from broadcaster.models import (
+    Account,
+    Alert,
+    Attachment,
+    ChatGroup,
+    ContentRevision,
+    Delivery,
+    Dispatch,
+    RevisionAttachment,
+    pk,
+)
+from broadcaster.ports import Media, RenderedMessage, Sender
+from broadcaster.ratelimit import Limits, LocalLimit
+from broadcaster.retry import RetryPolicy
+from broadcaster.sqltypes import utcnow
+from broadcaster.targets import target_for
+from broadcaster.unit_tree import UnitTree, load_tree
+
+log = logging.getLogger("cns.dispatcher")
+
+PENDING = ("planned", "queued", "errored", "unknown")
+FINAL = ("sent", "failed", "skipped", "recalled", "awaiting_confirmation", "confirmed")
+RenderFn = Callable[[str, ContentRevision, Sequence[Media], Mapping[str, str]], RenderedMessage]
+SenderFactory = Callable[[Account], Sender]
+RelayFactory = Callable[[Mapping[str, Sender]], Sender]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one claimed delivery: sent (``message_ids``), an error to decide on, or a state
+    reached without a send (``skipped`` for an inactive group, ``queued`` for a paused account)."""
+
+    delivery_id: int
+    group_id: int
+    account_id: int
+    state: str = "sent"
+    message_ids: tuple[str, ...] = ()
+    error: DeliveryError | None = None
+    note: str | None = None
+
+
+@dataclass(slots=True)
+class _Context:
+    revision: ContentRevision
+    media: list[Media]
+    tree: UnitTree
+
+
+@dataclass(slots=True)
+class Stats:
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    recovered: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        app: App,
+        *,
+        senders: SenderFactory,
+        render: RenderFn,
+        relay: RelayFactory | None = None,
+        worker_id: str | None = None,
+        batch: int = 200,
+        concurrency: int = 64,
+        lease_seconds: float = 60.0,
+        policy: RetryPolicy | None = None,
+        unknown_policy: str = "resend",
+        max_rate_wait: float = 5.0,
+        public_url: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        if unknown_policy not in {"resend", "hold"}:
+            raise ValueError("unknown_policy is 'resend' or 'hold'")
+        self.app = app
+        self.make_sender = senders
+        self.render = render
+        self.make_relay = relay
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.batch = batch
+        self.concurrency = concurrency
+        self.lease = timedelta(seconds=lease_seconds)
+        self.policy = policy or RetryPolicy()
+        self.unknown_policy = unknown_policy
+        self.max_rate_wait = max_rate_wait
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.clock = clock
+        # The buckets run on the dispatcher's clock, so a platform's retry_after and next_attempt_at agree.
+        self.limits = Limits(clock=lambda: self.clock().timestamp())
+        self.stats = Stats()
+        self._senders: dict[int, Sender] = {}
+        self._contexts: dict[int, _Context] = {}
+        self._held: set[int] = set()
+
+    # --- claiming and recovery -------------------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """Rows whose lease ran out (their worker died) become ``unknown``."""
+        now = self.clock()
+        async with self.app.transaction() as s:
+            result = await s.execute(
+                update(Delivery)
+                .where(col(Delivery.state) == "sending", col(Delivery.lease_until) < now)
+                .values(
+                    state="unknown",
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=now,
+                    last_error="lease expired during the send: outcome unknown",
+                )
+            )
+        count = int(max(result.rowcount, 0))  # type: ignore[attr-defined]
+        self.stats.recovered += count
+        return count
+
+    async def claim(self, limit: int | None = None) -> list[tuple[int, int, int]]:
+        """Mark up to ``limit`` due deliveries ``sending`` under our lease; (delivery, dispatch, group)."""
+        now = self.clock()
+        states = list(PENDING if self.unknown_policy == "resend" else PENDING[:-1])
+        due = (
+            select(col(Delivery.id))
+            .join(Dispatch, col(Dispatch.id) == col(Delivery.dispatch_id))
+            .join(ChatGroup, col(ChatGroup.id) == col(Delivery.group_id))
+            .join(Account, col(Account.id) == col(ChatGroup.account_id))
+            .where(
+                col(Delivery.state).in_(states),
+                or_(col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= now),
+                col(Dispatch.status).in_(["planned", "running"]),
+                col(Dispatch.scheduled_at) <= now,
+                col(Account.status) == "active",
+            )
+            .order_by(col(Delivery.id))
+            .limit(limit or self.batch)
+        )
+        async with self.app.transaction() as s:
+            if s.get_bind().dialect.name == "postgresql":
+                due = due.with_for_update(skip_locked=True, of=Delivery)
+            rows = (
+                await s.execute(
+                    update(Delivery)
+                    .where(col(Delivery.id).in_(due.scalar_subquery()))
+                    .values(
+                        state="sending",
+                        lease_owner=self.worker_id,
+                        lease_until=now + self.lease,
+                        attempts=col(Delivery.attempts) + 1,
+                        updated_at=now,
+                        resent_unknown=col(Delivery.resent_unknown)
+                        + case((col(Delivery.state) == "unknown", 1), else_=0),
+                    )
+                    .returning(col(Delivery.id), col(Delivery.dispatch_id), col(Delivery.group_id))
+                )
+            ).all()
+            claimed = [(pk(r[0]), int(r[1]), int(r[2])) for r in rows]
+            if claimed:
+                await s.execute(
+                    update(Dispatch)
+                    .where(col(Dispatch.id).in_({c[1] for c in claimed}), col(Dispatch.status) == "planned")
+                    .values(status="running")
+                )
+        self.stats.claimed += len(claimed)
+        return sorted(claimed)
+
+    async def renew(self) -> None:
+        async with self.app.transaction() as s:
+            await s.execute(
+                update(Delivery)
+                .where(col(Delivery.lease_owner) == self.worker_id, col(Delivery.state) == "sending")
+                .values(lease_until=self.clock() + self.lease)
+            )
+
+    # --- one batch ---------------------------------------------------------------------------------------
+
+    async def _context(self, s: AsyncSession, dispatch_id: int) -> _Context:
+        ctx = self._contexts.get(dispatch_id)
+        if ctx is None:
+            dispatch = await s.get(Dispatch, dispatch_id)
+            assert dispatch is not None
+            revision = await s.get(ContentRevision, dispatch.revision_id)
+            assert revision is not None
+            files = (
+                await s.execute(
+                    select(Attachment)
+                    .join(RevisionAttachment, col(RevisionAttachment.sha256) == col(Attachment.sha256))
+                    .where(col(RevisionAttachment.revision_id) == revision.id)
+                    .order_by(col(RevisionAttachment.position))
+                )
+            ).scalars()
+            media = [
+                Media(
+                    a.sha256,
+                    a.filename,
+                    a.media_type,
+                    a.data,
+                    f"{self.public_url}/a/{a.sha256}" if self.public_url else None,
+                )
+                for a in files
+            ]
+            ctx = self._contexts[dispatch_id] = _Context(revision, media, await self._tree(s, dispatch.as_of))
+        return ctx
+
+    async def _tree(self, s: AsyncSession, day: date) -> UnitTree:
+        for ctx in self._contexts.values():
+            if ctx.tree.as_of == day:
+                return ctx.tree
+        return await load_tree(s, day)
+
+    def _sender(self, account: Account) -> Sender:
+        sender = self._senders.get(pk(account.id))
+        if sender is None:
+            sender = self._senders[pk(account.id)] = self.make_sender(account)
+        return sender
+
+    async def run_batch(self, limit: int | None = None) -> int:
+        """Claim one batch, send it, commit every outcome. Returns how many were claimed."""
+        claimed = await self.claim(limit)
+        if not claimed:
+            return 0
+        async with self.app.transaction() as s:
+            groups = {
+                pk(g.id): g
+                for g in (
+                    await s.execute(select(ChatGroup).where(col(ChatGroup.id).in_({c[2] for c in claimed})))
+                ).scalars()
+            }
+            accounts = {pk(a.id): a for a in (await s.execute(select(Account))).scalars()}
+            contexts = {d: await self._context(s, d) for d in {c[1] for c in claimed}}
+        semaphore = asyncio.Semaphore(self.concurrency)
+        outcomes: list[Outcome] = []
+        renewer = asyncio.create_task(self._renew_every())
+        try:
+
+            async def one(delivery_id: int, dispatch_id: int, group_id: int) -> None:
+                async with semaphore:
+                    outcomes.append(
+                        await self._send_one(delivery_id, groups[group_id], accounts, contexts[dispatch_id])
+                    )
+
+            await asyncio.gather(*(one(*c) for c in claimed))
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            await self.commit(outcomes)
+        return len(claimed)
+
+    async def _renew_every(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            await self.renew()
+
+    async def _send_one(
+        self, delivery_id: int, group: ChatGroup, accounts: Mapping[int, Account], ctx: _Context
+    ) -> Outcome:
+        account = accounts[group.account_id]
+        outcome = Outcome(delivery_id, pk(group.id), pk(account.id))
+        if group.status != "active":
+            outcome.state, outcome.note = "skipped", f"group is {group.status}"
+        elif account.status != "active":
+            outcome.state, outcome.note = "queued", f"account {account.name} is paused"
+        else:
+            try:
+                outcome.message_ids = await self._deliver(delivery_id, group, account, accounts, ctx)
+                outcome.state = "awaiting_confirmation" if group.mode == "relay" else "sent"
+            except DeliveryError as exc:
+                outcome.error = exc
+            except CnsError as exc:  # a secret missing, a render refused: nothing a retry can fix
+                outcome.error = (
+                    AuthFailed(str(exc)) if isinstance(exc, ConfigError) else PermanentError(str(exc))
+                )
+            except Exception as exc:  # a bug must not stop the broadcast; the delivery is retried
+                log.exception("delivery %s: unexpected error", delivery_id)
+                outcome.error = TransientError(f"internal error: {type(exc).__name__}")
+        if isinstance(outcome.error, RateLimited) and not outcome.error.reason.startswith("held by"):
+            # The platform's wait applies to everything else this account sends, not only this delivery.
+            self.limits.account(pk(account.id), account.platform, account.settings).block(
+                outcome.error.retry_after
+            )
+        if outcome.error is not None:
+            self.stats.errors[type(outcome.error).__name__] = (
+                self.stats.errors.get(type(outcome.error).__name__, 0) + 1
+            )
+        return outcome
+
+    async def _deliver(
+        self,
+        delivery_id: int,
+        group: ChatGroup,
+        account: Account,
+        accounts: Mapping[int, Account],
+        ctx: _Context,
+    ) -> tuple[str, ...]:
+        target = target_for(group, ctx.tree)
+        sender = self._relay(group, accounts) if group.mode == "relay" else self._sender(account)
+        message = self.render(group.platform, ctx.revision, ctx.media, target.variables)
+        try:
+            await self.limits.account(pk(account.id), account.platform, account.settings).acquire(
+                self.max_rate_wait
+            )
+            group_bucket = self.limits.group(pk(group.id), account.platform, account.settings)
+            if group_bucket is not None:
+                await group_bucket.acquire(self.max_rate_wait)
+        except LocalLimit as wait:  # not sent: due again when our own bucket has a token, not charged
+            raise RateLimited(f"held by the {account.platform} rate limit", wait.wait) from None
+        return (await sender.send(target, message, f"delivery-{delivery_id}")).message_ids
+
+    def _relay(self, group: ChatGroup, accounts: Mapping[int, Account]) -> Sender:
+        if self.make_relay is None:
+            raise PermanentError("relay groups need the relay adapter, which this worker was not given")
+        channels: dict[str, Sender] = {}
+        for account in sorted(accounts.values(), key=lambda a: (a.id != group.account_id, a.id)):
+            if account.status == "active" and account.platform not in channels:
+                channels[account.platform] = self._sender(account)
+        return self.make_relay(channels)
+
+    # --- committing outcomes -----------------------------------------------------------------------------
+
+    async def commit(self, outcomes: Sequence[Outcome]) -> None:
+        """Write every outcome in one transaction; the retry policy decides on errors here, where the
+        delivery's real attempt count is known."""
+        if not outcomes:
+            return
+        now = self.clock()
+        async with self.app.transaction() as s:
+            attempts = dict(
+                (
+                    await s.execute(
+                        select(col(Delivery.id), col(Delivery.attempts)).where(
+                            col(Delivery.id).in_([o.delivery_id for o in outcomes])
+                        )
+                    )
+                ).all()
+            )
+            for o in outcomes:
+                await self._commit_one(s, o, attempts.get(o.delivery_id, 1), now)
+            await self._finish_dispatches(s)
+
+    async def _commit_one(self, s: AsyncSession, o: Outcome, attempts: int, now: datetime) -> None:
+        values: dict[str, Any] = {
+            "lease_owner": None,
+            "lease_until": None,
+            "updated_at": now,
+            "state": o.state,
+            "last_error": o.note,
+            "next_attempt_at": None,
+        }
+        if o.error is not None:
+            decision = self.policy.decide(o.error, attempts, now)
+            values.update(
+                state=decision.state,
+                next_attempt_at=decision.next_attempt_at,
+                last_error=o.error.reason[:500],
+                attempts=attempts if decision.counts else attempts - 1,
+            )
+            await self._side_effects(s, o, o.error, now)
+        elif o.state == "queued":
+            values["attempts"] = attempts - 1  # held, not tried
+        if o.state in {"sent", "awaiting_confirmation"} and o.error is None:
+            values.update(
+                message_ids=list(o.message_ids),
+                sent_at=now,
+                external_message_id=o.message_ids[0] if o.message_ids else None,
+            )
+        final = values["state"]
+        self.stats.sent += final in {"sent", "awaiting_confirmation"}
+        self.stats.failed += final == "failed"
+        self.stats.retried += final in {"errored", "queued"}
+        await s.execute(
+            update(Delivery)
+            .where(col(Delivery.id) == o.delivery_id, col(Delivery.lease_owner) == self.worker_id)
+            .values(**values)
+        )
+
+    async def _side_effects(self, s: AsyncSession, o: Outcome, error: DeliveryError, now: datetime) -> None:
+        if isinstance(error, TargetGone):
+            group = await s.get(ChatGroup, o.group_id)
+            if group is not None and group.status == "active":
+                group.status, group.updated_at = "unreachable", now
+                s.add(
+                    Alert(
+                        kind="group_unreachable",
+                        group_id=o.group_id,
+                        message=f"group {group.title!r} ({group.platform} {group.external_id}): "
+                        f"{error.reason}",
+                    )
+                )
+                await s.execute(
+                    update(Delivery)
+                    .where(col(Delivery.group_id) == o.group_id, col(Delivery.state).in_(PENDING))
+                    .values(state="skipped", last_error="group unreachable", updated_at=now)
+                )
+        elif isinstance(error, TargetMigrated):
+            group = await s.get(ChatGroup, o.group_id)
+            if group is not None:
+                s.add(
+                    Alert(
+                        kind="group_migrated",
+                        group_id=o.group_id,
+                        message=f"group {group.title!r} moved from {group.external_id} to {error.new_id}",
+                    )
+                )
+                group.external_id, group.updated_at = error.new_id, now
+        elif isinstance(error, AuthFailed):
+            account = await s.get(Account, o.account_id)
+            if account is not None and account.status == "active":
+                account.status, account.paused_reason = "paused", error.reason[:500]
+                s.add(
+                    Alert(
+                        kind="account_paused",
+                        account_id=o.account_id,
+                        message=f"account {account.name} paused: {error.reason}; its deliveries are held",
+                    )
+                )
+            sender = self._senders.pop(o.account_id, None)
+            if sender is not None:
+                await sender.close()
+
+    async def _finish_dispatches(self, s: AsyncSession) -> None:
+        pending = exists().where(
+            col(Delivery.dispatch_id) == col(Dispatch.id), col(Delivery.state).in_([*PENDING, "sending"])
+        )
+        await s.execute(
+            update(Dispatch).where(col(Dispatch.status) == "running", ~pending).values(status="done")
+        )
+
+    # --- the loop ----------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, *, until_idle: bool = False, idle_sleep: float = 0.5) -> Stats:
+        """Claim and send until ``stop`` is set (with ``until_idle``: until nothing is due or in flight)."""
+        try:
+            while not stop.is_set():
+                await self.recover()
+                if await self.run_batch():
+                    continue
+                if until_idle and not await self._anything_left():
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=idle_sleep)
+        finally:
+            await self.release()
+            await self.close()
+        return self.stats
+
+    async def _anything_left(self) -> bool:
+        """Deliveries that will become due without anyone's action (paused accounts and dispatches wait)."""
+        async with self.app.transaction() as s:
+            row = await s.execute(
+                select(col(Delivery.id))
+                .join(Dispatch, col(Dispatch.id) == col(Delivery.dispatch_id))
+                .join(ChatGroup, col(ChatGroup.id) == col(Delivery.group_id))
+                .join(Account, col(Account.id) == col(ChatGroup.account_id))
+                .where(
+                    or_(
+                        and_(
+                            col(Delivery.state).in_(PENDING),
+                            col(Dispatch.status).in_(["planned", "running"]),
+                            col(Account.status) == "active",
+                        ),
+                        col(Delivery.state) == "sending",
+                    )
+                )
+                .limit(1)
+            )
+            return row.first() is not None
+
+    async def release(self) -> None:
+        """Give back rows we claimed but never started (a stop in the middle of a batch)."""
+        async with self.app.transaction() as s:
+            await s.execute(
+                update(Delivery)
+                .where(col(Delivery.lease_owner) == self.worker_id, col(Delivery.state) == "sending")
+                .values(
+                    state="queued", lease_owner=None, lease_until=None, attempts=col(Delivery.attempts) - 1
+                )
+            )
+
+    async def close(self) -> None:
+        for sender in self._senders.values():
+            await sender.close()
+        self._senders.clear()

@@ -1,0 +1,96 @@
+"""Token buckets for platform limits (per account and per target group), awaited before each send.
+
+Buckets start full at their burst size, so a broadcast begins at once, then refill continuously. A
+``RateLimited`` answer from the platform empties the bucket until its ``retry_after`` has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+# Defaults from the platforms' documented limits (shared/reference/platforms.md); every one can be
+# overridden per account with the settings ``rate_per_second`` and ``group_rate_per_minute``.
+ACCOUNT_RATE = {"telegram": 30.0, "zalo": 20.0, "facebook": 5.0, "webhook": 50.0}
+GROUP_RATE_PER_MINUTE = {"telegram": 20.0}
+
+
+class LocalLimit(Exception):
+    """Our own limit says: the next token is ``wait`` seconds away."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"rate limit: next slot in {wait:.1f} s")
+        self.wait = wait
+
+
+class TokenBucket:
+    def __init__(
+        self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate)
+        self.tokens = self.capacity
+        self.clock = clock
+        self.updated = clock()
+        self.blocked_until = 0.0
+        self._lock = asyncio.Lock()
+
+    def _refill(self, now: float) -> None:
+        if now > self.updated:  # after a block, ``updated`` is in the future: nothing refills before it
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def delay(self) -> float:
+        """Seconds until a token is available (0: now)."""
+        now = self.clock()
+        self._refill(now)
+        wait = max(0.0, self.blocked_until - now)
+        if self.tokens < 1:
+            wait = max(wait, (1 - self.tokens) / self.rate)
+        return wait
+
+    async def acquire(self, max_wait: float = float("inf")) -> None:
+        """Take a token, waiting for it up to ``max_wait`` seconds; beyond that raise :class:`LocalLimit`
+        at once, so the caller can give the delivery back with a due time instead of holding it."""
+        async with self._lock:  # first come, first served
+            while (wait := self.delay()) > 0:
+                if wait > max_wait:
+                    raise LocalLimit(wait)
+                await asyncio.sleep(wait)
+            self.tokens -= 1
+
+    def block(self, seconds: float) -> None:
+        """The platform said wait: no token before ``seconds`` from now, then one, then the normal rate."""
+        now = self.clock()
+        self.blocked_until = max(self.blocked_until, now + seconds)
+        self.tokens = 1.0
+        self.updated = self.blocked_until
+
+
+class Limits:
+    """The buckets of one worker, made on first use from each account's settings."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.accounts: dict[int, TokenBucket] = {}
+        self.groups: dict[int, TokenBucket] = {}
+
+    def account(self, account_id: int, platform: str, settings: dict[str, object]) -> TokenBucket:
+        bucket = self.accounts.get(account_id)
+        if bucket is None:
+            rate = float(settings.get("rate_per_second") or ACCOUNT_RATE.get(platform, 10.0))  # type: ignore[arg-type]
+            bucket = self.accounts[account_id] = TokenBucket(rate, clock=self.clock)
+        return bucket
+
+    def group(self, group_id: int, platform: str, settings: dict[str, object]) -> TokenBucket | None:
+        per_minute = settings.get("group_rate_per_minute") or GROUP_RATE_PER_MINUTE.get(platform)
+        if not per_minute:
+            return None
+        bucket = self.groups.get(group_id)
+        if bucket is None:
+            rate = float(per_minute) / 60.0  # type: ignore[arg-type]
+            bucket = self.groups[group_id] = TokenBucket(rate, burst=float(per_minute), clock=self.clock)  # type: ignore[arg-type]
+        return bucket

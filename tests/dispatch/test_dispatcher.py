@@ -1,0 +1,228 @@
+"""The outbox dispatcher with in-memory platforms: outcomes, retry policy, side effects, crash recovery."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+
+from adapters.memory import MemorySender
+from adapters.relay import RelaySender
+from broadcaster import groups, planning
+from broadcaster.bootstrap import App
+from broadcaster.dispatcher import Dispatcher
+from broadcaster.errors import (
+    AuthFailed,
+    PermanentError,
+    RateLimited,
+    TargetGone,
+    TargetMigrated,
+    TransientError,
+)
+from broadcaster.models import Account, Alert, ChatGroup, Delivery, Dispatch
+from broadcaster.retry import RetryPolicy
+from broadcaster.sqltypes import utcnow
+from content import workflow
+from content.render import render_revision
+from tests.helpers import TODAY, actor, add_accounts, add_users, seed_lai_chau, write
+
+GROUPS = """unit_code,account,external_id,title,mode,admins
+12,tg,-1001,CNS_tỉnh Lai Châu,,
+03451,tg,-1002,CNS_Xã Mù Cả,,
+03451,zalo,gmf-1,CNS_Xã Mù Cả,,
+03451-01,zalo,relay-1,CNS_Bản Mù Cả_Xã Mù Cả,relay,Lò Văn Pọm=telegram:555
+03451-02,hook,m-2,CNS_Bản Tó Khò_Xã Mù Cả,,
+"""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def _world(app: App, tmp_path: Path) -> int:
+    await seed_lai_chau(app)
+    await add_accounts(app)
+    await add_users(app, [("ed", "editor", None), ("ap", "approver", None)])
+    admin = await actor(app, "admin")
+    async with app.transaction() as s:
+        await groups.import_groups(s, admin, write(tmp_path / "g.csv", GROUPS), TODAY)
+    ed, ap = await actor(app, "ed"), await actor(app, "ap")
+    async with app.transaction() as s:
+        item, _ = await workflow.create(
+            s, ed, title="Tin", body="Chào {unit_name}", category="x", max_bytes=1
+        )
+        await workflow.submit(s, ed, item.id or 0)
+    async with app.transaction() as s:
+        await workflow.approve(s, ap, item.id or 0)
+        return (await planning.plan(s, ed, item.id or 0, ["12"])).dispatch_id
+
+
+def _dispatcher(
+    app: App, platforms: dict[str, MemorySender], clock: Clock | None = None, **kw: object
+) -> Dispatcher:
+    # With a fake clock nothing may wait for real time: a delivery held by a bucket is given back instead.
+    kw.setdefault("max_rate_wait", 0.0 if clock is not None else 5.0)
+    return Dispatcher(
+        app,
+        senders=lambda account: platforms[account.platform],
+        render=render_revision,
+        relay=lambda channels: RelaySender(channels, lambda key: f"https://x/r/{key}"),
+        clock=clock or utcnow,
+        policy=kw.pop("policy", RetryPolicy(initial=1, maximum=1, jitter=0)),
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+def _memories() -> dict[str, MemorySender]:
+    return {p: MemorySender(p) for p in ("telegram", "zalo", "facebook", "webhook")}
+
+
+async def _states(app: App) -> dict[str, int]:
+    async with app.transaction() as s:
+        rows = await s.execute(select(Delivery.state, func.count()).group_by(Delivery.state))  # type: ignore[call-overload]
+        return dict(rows.all())
+
+
+async def test_every_delivery_is_sent_once(app: App, tmp_path: Path) -> None:
+    dispatch_id = await _world(app, tmp_path)
+    platforms = _memories()
+    stats = await _dispatcher(app, platforms).run(asyncio.Event(), until_idle=True)
+    assert await _states(app) == {"sent": 4, "awaiting_confirmation": 1}
+    assert stats.sent == 5 and stats.failed == 0
+    assert sorted(platforms["telegram"].sent) == ["-1001", "-1002", "555"]  # 555: the relay admin
+    assert platforms["telegram"].sent["-1002"][0].parts[0] == "<b>Tin</b>\n\nChào Xã Mù Cả"
+    assert len(platforms["telegram"].keys) == len(set(platforms["telegram"].keys))
+    async with app.transaction() as s:
+        dispatch = await s.get(Dispatch, dispatch_id)
+        sent = (await s.execute(select(Delivery).where(Delivery.state == "sent"))).scalars().all()  # type: ignore[arg-type]
+    assert dispatch is not None and dispatch.status == "done"
+    assert all(d.message_ids and d.sent_at and d.lease_owner is None and d.attempts == 1 for d in sent)
+
+
+async def test_retry_policy_from_error_types(app: App, tmp_path: Path) -> None:
+    await _world(app, tmp_path)
+    platforms = _memories()
+    clock = Clock()
+    platforms["telegram"].fail_next(RateLimited("tg 429", 7))
+    platforms["zalo"].fail_next(TransientError("zalo 502"))
+    platforms["webhook"].fail_next(PermanentError("hook 422"))
+    worker = _dispatcher(app, platforms, clock)
+    await worker.run_batch()
+    async with app.transaction() as s:
+        gids = {g.external_id: g.id for g in (await s.execute(select(ChatGroup))).scalars()}
+        rows = {d.group_id: d for d in (await s.execute(select(Delivery))).scalars()}
+    limited, held, flaky, refused = (rows[gids[e]] for e in ("-1001", "-1002", "gmf-1", "m-2"))
+    assert (limited.state, limited.attempts) == ("errored", 0)  # a rate limit is not an attempt
+    assert limited.next_attempt_at == clock.now + timedelta(seconds=7)  # retry_after honoured exactly
+    # the platform's wait holds the bot's other posts too, without charging them an attempt
+    assert (held.state, held.attempts, held.next_attempt_at) == (
+        "errored",
+        0,
+        clock.now + timedelta(seconds=7),
+    )
+    assert (flaky.state, flaky.attempts) == ("errored", 1)
+    assert flaky.next_attempt_at == clock.now + timedelta(seconds=1)  # backoff after attempt 1
+    assert (refused.state, refused.last_error) == ("failed", "hook 422")
+    assert await worker.run_batch() == 0  # nothing due until the clock moves
+    clock.now += timedelta(seconds=2)
+    assert await worker.run_batch() == 1  # the zalo retry
+    clock.now += timedelta(seconds=6)
+    assert await worker.run_batch() == 2  # both telegram posts, after the 7 s
+    assert await _states(app) == {"sent": 3, "failed": 1, "awaiting_confirmation": 1}
+
+
+async def test_transient_errors_stop_after_max_attempts(app: App, tmp_path: Path) -> None:
+    await _world(app, tmp_path)
+    platforms = _memories()
+    clock = Clock()
+    platforms["webhook"].fail_next(*(TransientError("hook 503") for _ in range(10)))
+    worker = _dispatcher(
+        app, platforms, clock, policy=RetryPolicy(max_attempts=3, initial=1, maximum=1, jitter=0)
+    )
+    for _ in range(5):
+        await worker.run_batch()
+        clock.now += timedelta(seconds=2)
+    async with app.transaction() as s:
+        hook = (await s.execute(select(Delivery).where(Delivery.platform == "webhook"))).scalar_one()  # type: ignore[arg-type]
+    assert (hook.state, hook.attempts, hook.last_error) == ("failed", 3, "hook 503")
+
+
+async def test_gone_migrated_and_paused(app: App, tmp_path: Path) -> None:
+    dispatch_id = await _world(app, tmp_path)
+    platforms = _memories()
+    platforms["telegram"].fail_next(TargetMigrated("upgraded", "-100999"), TargetGone("kicked"))
+    platforms["webhook"].fail_next(AuthFailed("401 bad_signature"))
+    await _dispatcher(app, platforms).run(asyncio.Event(), until_idle=True)
+    async with app.transaction() as s:
+        by_ext = {g.external_id: g for g in (await s.execute(select(ChatGroup))).scalars()}
+        alerts = {a.kind for a in (await s.execute(select(Alert))).scalars()}
+        hook = (await s.execute(select(Account).where(Account.platform == "webhook"))).scalar_one()  # type: ignore[arg-type]
+    assert "-100999" in by_ext and "-1001" not in by_ext  # the group's id was updated...
+    assert platforms["telegram"].sent.get("-100999")  # ...and the post re-sent there
+    assert by_ext["-1002"].status == "unreachable"
+    assert (hook.status, hook.paused_reason) == ("paused", "401 bad_signature")
+    assert alerts == {"group_migrated", "group_unreachable", "account_paused"}
+    states = await _states(app)
+    assert states["queued"] == 1 and states["failed"] == 1  # held while paused; kicked
+    async with app.transaction() as s:  # an admin fixes the account: the held delivery goes out
+        await s.execute(update(Account).where(Account.platform == "webhook").values(status="active"))  # type: ignore[arg-type]
+    await _dispatcher(app, platforms).run(asyncio.Event(), until_idle=True)
+    assert "queued" not in await _states(app)
+    async with app.transaction() as s:
+        assert (await s.get(Dispatch, dispatch_id)).status == "done"  # type: ignore[union-attr]
+
+
+async def test_crash_leaves_unknown_then_resent_and_counted(app: App, tmp_path: Path) -> None:
+    await _world(app, tmp_path)
+    platforms = _memories()
+    clock = Clock()
+    dead = _dispatcher(app, platforms, clock, lease_seconds=30, worker_id="dead")
+    claimed = await dead.claim()
+    assert len(claimed) == 5  # ... and the worker dies before any outcome is committed
+    assert await _states(app) == {"sending": 5}
+    survivor = _dispatcher(app, platforms, clock, worker_id="alive")
+    assert await survivor.recover() == 0  # leases still valid: not touched
+    clock.now += timedelta(seconds=31)
+    assert await survivor.recover() == 5
+    assert await _states(app) == {"unknown": 5}
+    await survivor.run(asyncio.Event(), until_idle=True)
+    async with app.transaction() as s:
+        resent = (await s.execute(select(func.sum(Delivery.resent_unknown)))).scalar_one()  # type: ignore[arg-type]
+    assert resent == 5 and (await _states(app)) == {"sent": 4, "awaiting_confirmation": 1}
+    held = _dispatcher(app, platforms, clock, unknown_policy="hold")
+    assert held.unknown_policy == "hold"
+
+
+async def test_concurrent_workers_never_claim_the_same_row(app: App, tmp_path: Path) -> None:
+    await _world(app, tmp_path)
+    workers = [_dispatcher(app, _memories(), worker_id=f"w{i}", batch=2) for i in range(3)]
+    claims = await asyncio.gather(*(w.claim() for w in workers))
+    ids = [c[0] for claim in claims for c in claim]
+    assert len(ids) == len(set(ids)) == 5
+
+
+async def test_stop_releases_what_was_not_started(app: App, tmp_path: Path) -> None:
+    await _world(app, tmp_path)
+    worker = _dispatcher(app, _memories(), worker_id="w")
+    await worker.claim()
+    await worker.release()
+    async with app.transaction() as s:
+        rows = (await s.execute(select(Delivery))).scalars().all()
+    assert {(d.state, d.attempts, d.lease_owner) for d in rows} == {("queued", 0, None)}
+
+
+@pytest.mark.parametrize("status", ["paused", "cancelled"])
+async def test_paused_or_cancelled_dispatch_is_not_sent(app: App, tmp_path: Path, status: str) -> None:
+    dispatch_id = await _world(app, tmp_path)
+    async with app.transaction() as s:
+        await s.execute(update(Dispatch).where(Dispatch.id == dispatch_id).values(status=status))  # type: ignore[arg-type]
+    platforms = _memories()
+    await _dispatcher(app, platforms).run(asyncio.Event(), until_idle=True)
+    assert not any(m.sent for m in platforms.values())

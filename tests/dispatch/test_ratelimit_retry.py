@@ -1,0 +1,82 @@
+"""Token buckets and the retry policy, on a controlled clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from broadcaster.errors import (
+    AuthFailed,
+    PermanentError,
+    RateLimited,
+    TargetGone,
+    TargetMigrated,
+    TransientError,
+)
+from broadcaster.ratelimit import Limits, LocalLimit, TokenBucket
+from broadcaster.retry import RetryPolicy
+from broadcaster.sqltypes import utcnow
+
+
+class Clock:
+    t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def test_bucket_burst_then_rate_then_block() -> None:
+    clock = Clock()
+    bucket = TokenBucket(30, clock=clock)
+    for _ in range(30):
+        await bucket.acquire(max_wait=0)  # a full bucket: the first 30 go at once
+    with pytest.raises(LocalLimit) as held:
+        await bucket.acquire(max_wait=0)
+    assert held.value.wait == pytest.approx(1 / 30)
+    clock.t += 0.5
+    for _ in range(15):  # half a second refills 15
+        await bucket.acquire(max_wait=0)
+    bucket.block(7)
+    with pytest.raises(LocalLimit) as blocked:
+        await bucket.acquire(max_wait=0)
+    assert blocked.value.wait == pytest.approx(7)
+    clock.t += 7
+    await bucket.acquire(max_wait=0)  # exactly when the platform said
+    with pytest.raises(ValueError):
+        TokenBucket(0)
+
+
+def test_limits_from_platform_defaults_and_settings() -> None:
+    limits = Limits()
+    assert limits.account(1, "telegram", {}).rate == 30
+    assert limits.account(2, "zalo", {"rate_per_second": 3}).rate == 3
+    group = limits.group(9, "telegram", {})
+    assert group is not None and group.rate == pytest.approx(20 / 60) and group.capacity == 20
+    assert limits.group(10, "webhook", {}) is None
+    assert limits.group(11, "webhook", {"group_rate_per_minute": 6}) is not None
+
+
+def test_policy_table() -> None:
+    policy = RetryPolicy(max_attempts=3, initial=2, maximum=60, jitter=0)
+    now = utcnow()
+    assert policy.decide(RateLimited("x", 7), 2, now).next_attempt_at == now + timedelta(seconds=7)
+    assert not policy.decide(RateLimited("x", 7), 2, now).counts
+    transient = policy.decide(TransientError("x"), 1, now)
+    assert (
+        transient.state == "errored"
+        and transient.counts
+        and transient.next_attempt_at == now + timedelta(seconds=2)
+    )
+    assert policy.decide(TransientError("x"), 2, now).next_attempt_at == now + timedelta(
+        seconds=4
+    )  # exponential
+    assert policy.decide(TransientError("x"), 3, now).state == "failed"
+    assert policy.decide(PermanentError("x"), 1, now).state == "failed"
+    assert policy.decide(TargetGone("x"), 1, now).state == "failed"
+    migrated = policy.decide(TargetMigrated("x", "-100"), 1, now)
+    assert (migrated.state, migrated.next_attempt_at, migrated.counts) == ("queued", now, False)
+    paused = policy.decide(AuthFailed("x"), 1, now)
+    assert (paused.state, paused.next_attempt_at, paused.counts) == ("queued", None, False)
+    jittered = RetryPolicy(initial=2, maximum=60, jitter=2)
+    assert all(2 <= jittered.backoff(1) <= 4 for _ in range(20))
