@@ -54,7 +54,7 @@ class RetryPolicy:
         jitter: float = 2.0,
     ) -> None:
         self.max_attempts = max_attempts
-        self._wait = wait_exponential_jitter(initial=initial, max=maximum, jitter=jitter)
+        self._wait = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=jitter)
 
     def backoff(self, attempts: int) -> float:
         return float(self._wait(_Attempt(attempts)))  # type: ignore[arg-type]

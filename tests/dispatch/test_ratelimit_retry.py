@@ -43,7 +43,7 @@ async def test_bucket_burst_then_rate_then_block() -> None:
     assert blocked.value.wait == pytest.approx(7)
     clock.t += 7
     await bucket.acquire(max_wait=0)  # exactly when the platform said
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rate must be positive"):
         TokenBucket(0)
 
 
