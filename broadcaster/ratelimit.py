@@ -1,7 +1,10 @@
 """Token buckets for platform limits (per account and per target group), awaited before each send.
 
-Buckets start full at their burst size, so a broadcast begins at once, then refill continuously. A
-``RateLimited`` answer from the platform empties the bucket until its ``retry_after`` has passed.
+Platforms count their limits over sliding windows ("30 per second", "20 per minute"): a bucket that
+started full would let a burst of ``capacity`` through and then the refill on top of it, twice the limit
+in the first window. So the buckets here hold one token by default: sends are paced evenly at the
+rate and no window ever sees more than the limit. A ``RateLimited`` answer from the platform blocks the
+bucket until its ``retry_after`` has passed.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class TokenBucket:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate)
+        self.capacity = burst if burst is not None else 1.0
         self.tokens = self.capacity
         self.clock = clock
         self.updated = clock()
@@ -92,5 +95,5 @@ class Limits:
         bucket = self.groups.get(group_id)
         if bucket is None:
             rate = float(per_minute) / 60.0  # type: ignore[arg-type]
-            bucket = self.groups[group_id] = TokenBucket(rate, burst=float(per_minute), clock=self.clock)  # type: ignore[arg-type]
+            bucket = self.groups[group_id] = TokenBucket(rate, clock=self.clock)
         return bucket

@@ -59,6 +59,12 @@ def _lines(s: dict[str, Any], kept: bool) -> list[str]:
         "    by tier     " + ", ".join(f"{k} {v}" for k, v in d["by_level"].items()),
         "    by platform " + ", ".join(f"{k} {v}" for k, v in d["by_platform"].items()),
         f"  re-planning   added {s['replanned']['added']} (idempotent)",
+        f"  sent in       {s['sending']['seconds']} s through the sandbox platforms; "
+        f"dispatch {s['sending']['status']}",
+        "    outcome     " + ", ".join(f"{k} {v}" for k, v in s["sending"]["by_state"].items()),
+        "    received    "
+        + ", ".join(f"{k} {v}" for k, v in s["sending"]["sandbox_messages"].items())
+        + " (messages/posts on each sandbox; relay sends 3 per village leader)",
         "  done:         " + "; ".join(s["done"]),
         "  NOT done:     " + "; ".join(s["not_done"]),
     ]

@@ -10,7 +10,14 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from broadcaster import __version__
-from broadcaster.cli import commands_content, commands_core, commands_demo, commands_groups, commands_sandbox
+from broadcaster.cli import (
+    commands_content,
+    commands_core,
+    commands_demo,
+    commands_dispatch,
+    commands_groups,
+    commands_sandbox,
+)
 from broadcaster.cli.base import CliState, fail
 from broadcaster.errors import CnsError
 from broadcaster.secrets import redact_text
@@ -39,7 +46,14 @@ def cli(ctx: click.Context, database_url: str | None, as_json: bool, user: str |
     ctx.obj = CliState(dataclasses.replace(settings, **changes), as_json)  # type: ignore[arg-type]
 
 
-for module in (commands_core, commands_groups, commands_content, commands_demo, commands_sandbox):
+for module in (
+    commands_core,
+    commands_groups,
+    commands_content,
+    commands_dispatch,
+    commands_demo,
+    commands_sandbox,
+):
     module.register(cli)
 
 

@@ -29,14 +29,22 @@ class Clock:
 async def test_bucket_burst_then_rate_then_block() -> None:
     clock = Clock()
     bucket = TokenBucket(30, clock=clock)
-    for _ in range(30):
-        await bucket.acquire(max_wait=0)  # a full bucket: the first 30 go at once
+    await bucket.acquire(max_wait=0)  # one token: sends are paced, never bursting past the window
     with pytest.raises(LocalLimit) as held:
         await bucket.acquire(max_wait=0)
     assert held.value.wait == pytest.approx(1 / 30)
-    clock.t += 0.5
-    for _ in range(15):  # half a second refills 15
-        await bucket.acquire(max_wait=0)
+    sent = 1
+    for _ in range(200):  # over one second of a fake clock: at most 30 more
+        clock.t += 0.005
+        try:
+            await bucket.acquire(max_wait=0)
+            sent += 1
+        except LocalLimit:
+            pass
+    assert 28 <= sent <= 31  # paced at 1/30 s: never more than 0 s plus 30 in the following second
+    burst = TokenBucket(30, burst=30, clock=clock)
+    for _ in range(30):
+        await burst.acquire(max_wait=0)  # an explicit burst size lets 30 go at once
     bucket.block(7)
     with pytest.raises(LocalLimit) as blocked:
         await bucket.acquire(max_wait=0)
@@ -52,7 +60,7 @@ def test_limits_from_platform_defaults_and_settings() -> None:
     assert limits.account(1, "telegram", {}).rate == 30
     assert limits.account(2, "zalo", {"rate_per_second": 3}).rate == 3
     group = limits.group(9, "telegram", {})
-    assert group is not None and group.rate == pytest.approx(20 / 60) and group.capacity == 20
+    assert group is not None and group.rate == pytest.approx(20 / 60) and group.capacity == 1
     assert limits.group(10, "webhook", {}) is None
     assert limits.group(11, "webhook", {"group_rate_per_minute": 6}) is not None
 

@@ -1,0 +1,144 @@
+"""``cns worker``, ``cns status``, ``cns pause|resume|cancel``."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import click
+
+from broadcaster import dispatch_control, users
+from broadcaster.bootstrap import App, make_dispatcher
+from broadcaster.cli.base import emit, run, state
+
+BAR = 30
+
+
+def register(cli: click.Group) -> None:
+    for command in (worker, status, pause, resume, cancel):
+        cli.add_command(command)
+
+
+@click.command()
+@click.option("--until-idle", is_flag=True, help="Exit when nothing is due or in flight (scripts, the demo).")
+@click.option("--concurrency", default=64, show_default=True, type=click.IntRange(1, 2000))
+@click.option("--batch", default=200, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--lease", default=60.0, show_default=True, type=click.FloatRange(5), help="Lease in seconds.")
+@click.option(
+    "--unknown-policy",
+    type=click.Choice(["resend", "hold"]),
+    default="resend",
+    show_default=True,
+    help="What to do with a delivery whose send was interrupted by a crash.",
+)
+@click.pass_context
+def worker(
+    ctx: click.Context, until_idle: bool, concurrency: int, batch: int, lease: float, unknown_policy: str
+) -> None:
+    """Run the dispatcher: send due deliveries until SIGTERM (finishing sends in flight)."""
+
+    async def work(app: App) -> dict[str, Any]:
+        dispatcher = make_dispatcher(
+            app, concurrency=concurrency, batch=batch, lease_seconds=lease, unknown_policy=unknown_policy
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        stats = await dispatcher.run(stop, until_idle=until_idle)
+        return {
+            "worker": dispatcher.worker_id,
+            "claimed": stats.claimed,
+            "sent": stats.sent,
+            "failed": stats.failed,
+            "retried": stats.retried,
+            "recovered": stats.recovered,
+            "errors": stats.errors,
+        }
+
+    data = run(ctx, work)
+    emit(
+        ctx,
+        data,
+        f"worker {data['worker']} stopped: {data['sent']} sent, {data['failed']} failed, "
+        f"{data['retried']} to retry, {data['recovered']} recovered from a crash",
+    )
+
+
+def _bar(data: dict[str, Any]) -> str:
+    total = data["total"] or 1
+    done = round(BAR * data["finished"] / total)
+    return f"[{'#' * done}{'.' * (BAR - done)}] {data['finished']}/{data['total']}"
+
+
+def _lines(data: dict[str, Any]) -> list[str]:
+    lines = [
+        f"dispatch {data['dispatch']} ({data['status']}) content {data['content']} at {data['scheduled_at']}"
+        f"  {_bar(data)}",
+        "  states:    " + ", ".join(f"{k} {v}" for k, v in data["by_state"].items()),
+        "  platforms: " + ", ".join(f"{k} {v}" for k, v in data["by_platform"].items()),
+    ]
+    for tier, states in data["tier_states"].items():
+        lines.append(f"  {tier:<10} " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
+    if data["possible_duplicates"]:
+        lines.append(f"  possible duplicates (re-sent after a crash): {data['possible_duplicates']}")
+    return lines
+
+
+@click.command()
+@click.argument("dispatch_id", type=int, required=False)
+@click.option(
+    "--watch", is_flag=True, help="Refresh every second until the dispatch is finished (Ctrl+C stops)."
+)
+@click.pass_context
+def status(ctx: click.Context, dispatch_id: int | None, watch: bool) -> None:
+    """Progress of one dispatch (counts per state, tier and platform), or of the latest ones."""
+
+    async def once(app: App) -> Any:
+        async with app.transaction() as s:
+            if dispatch_id is None:
+                return await dispatch_control.list_dispatches(s)
+            return await dispatch_control.status(s, dispatch_id)
+
+    if not watch or dispatch_id is None or state(ctx).json:
+        data = run(ctx, once)
+        lines = [line for d in data for line in _lines(d)] if isinstance(data, list) else _lines(data)
+        emit(ctx, data, lines or ["no dispatch yet"])
+        return
+
+    async def loop(app: App) -> None:
+        while True:
+            data = await once(app)
+            click.echo("\x1b[2J\x1b[H" + "\n".join(_lines(data)))
+            if data["finished"] >= data["total"] or data["status"] in {"done", "cancelled"}:
+                return
+            await asyncio.sleep(1)
+
+    run(ctx, loop)
+
+
+def _control(name: str, doc: str) -> click.Command:
+    @click.command(name, help=doc)
+    @click.argument("dispatch_id", type=int)
+    @click.pass_context
+    def command(ctx: click.Context, dispatch_id: int) -> None:
+        async def work(app: App) -> dict[str, Any]:
+            async with app.transaction() as s:
+                actor = await users.get_actor(s, app.settings.user)
+                if name == "cancel":
+                    skipped = await dispatch_control.cancel(s, actor, dispatch_id)
+                    return {"dispatch": dispatch_id, "status": "cancelled", "skipped": skipped}
+                dispatch = await getattr(dispatch_control, name)(s, actor, dispatch_id)
+                return {"dispatch": dispatch_id, "status": dispatch.status}
+
+        data = run(ctx, work)
+        extra = f" ({data['skipped']} deliveries not sent)" if "skipped" in data else ""
+        emit(ctx, data, f"dispatch {dispatch_id}: {data['status']}{extra}")
+
+    return command
+
+
+pause = _control("pause", "Pause a dispatch: nothing more is sent until resume.")
+resume = _control("resume", "Resume a paused dispatch.")
+cancel = _control("cancel", "Cancel a dispatch: deliveries not yet sent are skipped.")
