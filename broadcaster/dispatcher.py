@@ -96,7 +96,8 @@ class Stats:
     failed: int = 0
     retried: int = 0
     recovered: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
+    held: int = 0  # given back by our own rate limit, to be sent when the bucket has room
+    errors: dict[str, int] = field(default_factory=dict)  # platform and network errors, by class
 
 
 class Dispatcher:
@@ -323,10 +324,11 @@ class Dispatcher:
             self.limits.account(pk(account.id), account.platform, account.settings).block(
                 outcome.error.retry_after
             )
-        if outcome.error is not None:
-            self.stats.errors[type(outcome.error).__name__] = (
-                self.stats.errors.get(type(outcome.error).__name__, 0) + 1
-            )
+        if isinstance(outcome.error, RateLimited) and outcome.error.reason.startswith("held by"):
+            self.stats.held += 1
+        elif outcome.error is not None:
+            name = type(outcome.error).__name__
+            self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
         return outcome
 
     async def _deliver(

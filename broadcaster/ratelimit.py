@@ -16,6 +16,9 @@ from collections.abc import Callable
 # Defaults from the platforms' documented limits (shared/reference/platforms.md); every one can be
 # overridden per account with the settings ``rate_per_second`` and ``group_rate_per_minute``.
 ACCOUNT_RATE = {"telegram": 30.0, "zalo": 20.0, "facebook": 5.0, "webhook": 50.0}
+# The platform counts arrival times; the network can bunch two evenly paced sends. Pacing at 97 % of
+# each limit keeps every window under it (the 3 % costs 0.6 s on a 20 s broadcast).
+SAFETY = 0.97
 GROUP_RATE_PER_MINUTE = {"telegram": 20.0}
 
 
@@ -85,7 +88,7 @@ class Limits:
         bucket = self.accounts.get(account_id)
         if bucket is None:
             rate = float(settings.get("rate_per_second") or ACCOUNT_RATE.get(platform, 10.0))  # type: ignore[arg-type]
-            bucket = self.accounts[account_id] = TokenBucket(rate, clock=self.clock)
+            bucket = self.accounts[account_id] = TokenBucket(rate * SAFETY, clock=self.clock)
         return bucket
 
     def group(self, group_id: int, platform: str, settings: dict[str, object]) -> TokenBucket | None:
@@ -94,6 +97,6 @@ class Limits:
             return None
         bucket = self.groups.get(group_id)
         if bucket is None:
-            rate = float(per_minute) / 60.0  # type: ignore[arg-type]
+            rate = float(per_minute) / 60.0 * SAFETY  # type: ignore[arg-type]
             bucket = self.groups[group_id] = TokenBucket(rate, clock=self.clock)
         return bucket

@@ -180,3 +180,86 @@ def test_cli_on_postgres(pg_url: str, capsys: pytest.CaptureFixture[str]) -> Non
         "province": 1,
         "commune": 38,
     }
+
+
+def test_worker_status_and_control(cns: Cns, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against a webhook gateway sandbox served by a `cns sandbox` process."""
+    import json as _json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    url_file = tmp_path / "urls.json"
+    sandbox = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "broadcaster.cli.main",
+            "--json",
+            "sandbox",
+            "--only",
+            "webhook",
+            "--url-file",
+            str(url_file),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(200):
+            if url_file.exists() and url_file.read_text():
+                break
+            time.sleep(0.05)
+        url = _json.loads(url_file.read_text())["webhook"]
+        secret = _json.loads(sandbox.stdout.readline())["credentials"]["webhook"]["secret"]  # type: ignore[union-attr]
+        monkeypatch.setenv("CNS_T_HOOK", secret)
+        _setup(cns)
+        cns.ok("--as", "root", "users", "add", "ed", "--role", "editor")
+        cns.ok("--as", "root", "users", "add", "ap", "--role", "approver")
+        cns.ok(
+            "--as",
+            "root",
+            "accounts",
+            "add",
+            "hook",
+            "--platform",
+            "webhook",
+            "--secret",
+            "env:CNS_T_HOOK",
+            "--base-url",
+            url,
+        )
+        groups = tmp_path / "g.csv"
+        groups.write_text(
+            "unit_code,account,external_id,title\n12,hook,p,CNS_tỉnh Lai Châu\n"
+            "03451,hook,c,CNS_Xã Mù Cả\n03388,hook,d,CNS_Phường Đoàn Kết\n"
+        )
+        cns.ok("--as", "root", "groups", "import", str(groups))
+        cns.ok(
+            "--as", "ed", "content", "new", "--title", "T", "--body", "Chào {unit_name}", "--category", "x"
+        )
+        cns.ok("--as", "ed", "content", "submit", "1")
+        cns.ok("--as", "ap", "content", "approve", "1")
+        cns.ok("--as", "ed", "send", "1", "--scope", "12")
+        cns.ok("--as", "ed", "pause", "1")
+        paused = cns.ok("--json", "worker", "--until-idle").json()
+        assert paused["sent"] == 0  # type: ignore[index]
+        again = cns("--as", "ed", "pause", "1")
+        assert again.code == 1 and "is paused; only a planned or running one can pause" in again.err
+        cns.ok("--as", "ed", "resume", "1")
+        done = cns.ok("--json", "worker", "--until-idle").json()
+        assert done["sent"] == 3 and done["failed"] == 0  # type: ignore[index]
+        status = cns.ok("--json", "status", "1").json()
+        assert status["status"] == "done" and status["by_state"] == {"sent": 3}  # type: ignore[index]
+        assert status["tier_states"] == {"commune": {"sent": 2}, "province": {"sent": 1}}  # type: ignore[index]
+        text = cns.ok("status", "1").out
+        assert "[##############################] 3/3" in text
+        finished = cns("--as", "ed", "cancel", "1")
+        assert finished.code == 1 and "is done: nothing left to cancel" in finished.err
+        cns.ok("--as", "ed", "send", "1", "--scope", "03451", "--again")
+        cancelled = cns.ok("--json", "--as", "ed", "cancel", "2").json()
+        assert cancelled == {"dispatch": 2, "status": "cancelled", "skipped": 1}
+    finally:
+        sandbox.send_signal(signal.SIGTERM)
+        sandbox.communicate(timeout=10)

@@ -34,7 +34,14 @@ def test_demo_json_summary(tmp_path: Path) -> None:
     assert summary["groups"]["by_platform_mode"]["zalo/relay"] > 0
     assert summary["replanned"] == {"added": 0, "total": dispatch["total"], "same_dispatch": True}
     assert summary["groups_check"]["mismatched"] == 0
-    assert any("nothing was sent" in line for line in summary["not_done"])
+    sending = summary["sending"]
+    assert sending["status"] == "done" and sending["errors"] == {}
+    relay = summary["groups"]["by_platform_mode"]["zalo/relay"]
+    assert sending["by_state"] == {"sent": dispatch["total"] - relay, "awaiting_confirmation": relay}
+    received = sending["sandbox_messages"]
+    assert received["telegram"] == dispatch["by_platform"]["telegram"]
+    assert received["webhook"] == dispatch["by_platform"]["webhook"] and received["facebook"] == 1
+    assert received["zalo"] == summary["groups"]["by_platform_mode"]["zalo/direct"] + 3 * relay
     assert (tmp_path / "demo" / "cns-demo.db").exists()
     # The database holds secret references, never the demo secrets themselves.
     secrets = json.loads((tmp_path / "demo" / "secrets.json").read_text())
@@ -51,6 +58,8 @@ def test_demo_text_removes_its_temporary_folder() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "deliveries planned" in proc.stdout and "NOT done" in proc.stdout
+    assert (
+        "deliveries planned" in proc.stdout and "dispatch done" in proc.stdout and "NOT done" in proc.stdout
+    )
     folder = next(line.split()[1] for line in proc.stdout.splitlines() if line.strip().startswith("database"))
     assert not Path(folder).exists()
