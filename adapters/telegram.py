@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -152,6 +153,11 @@ class AiohttpRequest(BaseRequest):
             raise NetworkError(f"aiohttp.{type(exc).__name__}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    message_id: int
+
+
 class TelegramSender:
     """One bot. ``base_url`` is the API root (``https://api.telegram.org``, a local Bot API server or
     the sandbox); the token is appended by PTB and never appears in our errors."""
@@ -201,19 +207,29 @@ class TelegramSender:
                 )
         bot = await self._bot()
         chat = target.external_id
-        sent: list[Message] = []
+        sent: list[Message | _Sent] = []
         try:
             media = list(message.media)
             if len(media) == 1 and message.caption is not None:
                 sent.append(await self._single(bot, chat, media[0], message.caption))
             else:
                 for part in message.parts:
-                    sent.append(await bot.send_message(chat, part, parse_mode=ParseMode.HTML))
+                    sent.append(await self._text(bot, chat, part))
                 sent.extend(await self._media(bot, chat, media))
         except TelegramError as exc:
             raise translate(exc, f"telegram send part {len(sent) + 1}") from None
         ids = tuple(str(m.message_id) for m in sent)
         return SendResult(ids, accepted_only=any(m.message_id == 0 for m in sent))
+
+    @staticmethod
+    async def _text(bot: Bot, chat: str, text: str) -> _Sent:
+        """sendMessage through PTB's request path (defaults, encoding, error mapping all PTB's), keeping
+        only the message id: building a full ``Message`` object costs more than the HTTP exchange
+        (~170 us of ~300 us per send) and a broadcast needs the id alone."""
+        result = await bot._post("sendMessage", {"chat_id": chat, "text": text, "parse_mode": ParseMode.HTML})
+        if not isinstance(result, dict) or not isinstance(result.get("message_id"), int):
+            raise TelegramError("Invalid server response")
+        return _Sent(result["message_id"])
 
     @staticmethod
     async def _single(bot: Bot, chat: str, media: Media, caption: str | None) -> Message:

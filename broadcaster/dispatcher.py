@@ -20,12 +20,12 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, exists, or_, select, update
+from sqlalchemy import JSON, and_, bindparam, case, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -55,7 +55,7 @@ from broadcaster.models import (
 from broadcaster.ports import Media, RenderedMessage, Sender
 from broadcaster.ratelimit import Limits, LocalLimit
 from broadcaster.retry import RetryPolicy
-from broadcaster.sqltypes import utcnow
+from broadcaster.sqltypes import UTCDateTime, utcnow
 from broadcaster.targets import target_for
 from broadcaster.unit_tree import UnitTree, load_tree
 
@@ -63,6 +63,23 @@ log = logging.getLogger("cns.dispatcher")
 
 PENDING = ("planned", "queued", "errored", "unknown")
 FINAL = ("sent", "failed", "skipped", "recalled", "awaiting_confirmation", "confirmed")
+_T = Delivery.__table__  # type: ignore[attr-defined]
+_OUTCOME_UPDATE = (
+    _T.update()
+    .where(_T.c.id == bindparam("b_id"), _T.c.lease_owner == bindparam("b_owner"))
+    .values(
+        state=bindparam("b_state"),
+        next_attempt_at=bindparam("b_next"),
+        last_error=bindparam("b_error"),
+        attempts=bindparam("b_attempts"),
+        message_ids=bindparam("b_ids", type_=JSON),
+        sent_at=bindparam("b_sent_at", type_=UTCDateTime),
+        external_message_id=bindparam("b_external"),
+        lease_owner=None,
+        lease_until=None,
+        updated_at=bindparam("b_now", type_=UTCDateTime),
+    )
+)
 RenderFn = Callable[[str, ContentRevision, Sequence[Media], Mapping[str, str]], RenderedMessage]
 SenderFactory = Callable[[Account], Sender]
 RelayFactory = Callable[[Mapping[str, Sender]], Sender]
@@ -115,6 +132,7 @@ class Dispatcher:
         policy: RetryPolicy | None = None,
         unknown_policy: str = "resend",
         max_rate_wait: float = 5.0,
+        pipelines: int = 2,
         public_url: str | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -139,13 +157,25 @@ class Dispatcher:
         self._senders: dict[int, Sender] = {}
         self._contexts: dict[int, _Context] = {}
         self._held: set[int] = set()
+        self.pipelines = pipelines
+        # One limit on sends in flight for the whole worker, shared by the overlapping batches.
+        self._in_flight = asyncio.Semaphore(concurrency)
+        # One writing transaction at a time per worker: SQLite has a single writer, and a transaction
+        # that read before writing fails at once (SQLITE_BUSY) instead of waiting when another
+        # connection of ours wrote in between. Between processes the busy timeout does the waiting.
+        self._writing = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncSession]:
+        async with self._writing, self.app.transaction() as session:
+            yield session
 
     # --- claiming and recovery -------------------------------------------------------------------------
 
     async def recover(self) -> int:
         """Rows whose lease ran out (their worker died) become ``unknown``."""
         now = self.clock()
-        async with self.app.transaction() as s:
+        async with self._write() as s:
             result = await s.execute(
                 update(Delivery)
                 .where(col(Delivery.state) == "sending", col(Delivery.lease_until) < now)
@@ -180,7 +210,7 @@ class Dispatcher:
             .order_by(col(Delivery.id))
             .limit(limit or self.batch)
         )
-        async with self.app.transaction() as s:
+        async with self._write() as s:
             if s.get_bind().dialect.name == "postgresql":
                 due = due.with_for_update(skip_locked=True, of=Delivery)
             rows = (
@@ -210,7 +240,7 @@ class Dispatcher:
         return sorted(claimed)
 
     async def renew(self) -> None:
-        async with self.app.transaction() as s:
+        async with self._write() as s:
             await s.execute(
                 update(Delivery)
                 .where(col(Delivery.lease_owner) == self.worker_id, col(Delivery.state) == "sending")
@@ -273,7 +303,7 @@ class Dispatcher:
             }
             accounts = {pk(a.id): a for a in (await s.execute(select(Account))).scalars()}
             contexts = {d: await self._context(s, d) for d in {c[1] for c in claimed}}
-        semaphore = asyncio.Semaphore(self.concurrency)
+        semaphore = self._in_flight
         outcomes: list[Outcome] = []
         renewer = asyncio.create_task(self._renew_every())
         try:
@@ -365,12 +395,13 @@ class Dispatcher:
     # --- committing outcomes -----------------------------------------------------------------------------
 
     async def commit(self, outcomes: Sequence[Outcome]) -> None:
-        """Write every outcome in one transaction; the retry policy decides on errors here, where the
-        delivery's real attempt count is known."""
+        """Write every outcome in one transaction with one executemany UPDATE (a per-row ORM update
+        costs ~1.5 ms and was the bottleneck); the retry policy decides on errors here, where the
+        delivery's real attempt count is known. A row whose lease was taken over is left alone."""
         if not outcomes:
             return
         now = self.clock()
-        async with self.app.transaction() as s:
+        async with self._write() as s:
             attempts = dict(
                 (
                     await s.execute(
@@ -380,45 +411,49 @@ class Dispatcher:
                     )
                 ).all()
             )
+            rows = []
             for o in outcomes:
-                await self._commit_one(s, o, attempts.get(o.delivery_id, 1), now)
+                row = self._row(o, attempts.get(o.delivery_id, 1), now)
+                if o.error is not None:
+                    await self._side_effects(s, o, o.error, now)
+                rows.append(row)
+            await s.execute(_OUTCOME_UPDATE, rows)
             await self._finish_dispatches(s)
 
-    async def _commit_one(self, s: AsyncSession, o: Outcome, attempts: int, now: datetime) -> None:
-        values: dict[str, Any] = {
-            "lease_owner": None,
-            "lease_until": None,
-            "updated_at": now,
-            "state": o.state,
-            "last_error": o.note,
-            "next_attempt_at": None,
+    def _row(self, o: Outcome, attempts: int, now: datetime) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "b_id": o.delivery_id,
+            "b_owner": self.worker_id,
+            "b_now": now,
+            "b_state": o.state,
+            "b_next": None,
+            "b_error": o.note,
+            "b_attempts": attempts,
+            "b_ids": [],
+            "b_sent_at": None,
+            "b_external": None,
         }
         if o.error is not None:
             decision = self.policy.decide(o.error, attempts, now)
-            values.update(
-                state=decision.state,
-                next_attempt_at=decision.next_attempt_at,
-                last_error=o.error.reason[:500],
-                attempts=attempts if decision.counts else attempts - 1,
+            row.update(
+                b_state=decision.state,
+                b_next=decision.next_attempt_at,
+                b_error=o.error.reason[:500],
+                b_attempts=attempts if decision.counts else attempts - 1,
             )
-            await self._side_effects(s, o, o.error, now)
         elif o.state == "queued":
-            values["attempts"] = attempts - 1  # held, not tried
-        if o.state in {"sent", "awaiting_confirmation"} and o.error is None:
-            values.update(
-                message_ids=list(o.message_ids),
-                sent_at=now,
-                external_message_id=o.message_ids[0] if o.message_ids else None,
+            row["b_attempts"] = attempts - 1  # held, not tried
+        else:
+            row.update(
+                b_ids=list(o.message_ids),
+                b_sent_at=now,
+                b_external=o.message_ids[0] if o.message_ids else None,
             )
-        final = values["state"]
+        final = row["b_state"]
         self.stats.sent += final in {"sent", "awaiting_confirmation"}
         self.stats.failed += final == "failed"
         self.stats.retried += final in {"errored", "queued"}
-        await s.execute(
-            update(Delivery)
-            .where(col(Delivery.id) == o.delivery_id, col(Delivery.lease_owner) == self.worker_id)
-            .values(**values)
-        )
+        return row
 
     async def _side_effects(self, s: AsyncSession, o: Outcome, error: DeliveryError, now: datetime) -> None:
         if isinstance(error, TargetGone):
@@ -476,15 +511,28 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event, *, until_idle: bool = False, idle_sleep: float = 0.5) -> Stats:
         """Claim and send until ``stop`` is set (with ``until_idle``: until nothing is due or in flight)."""
+        # Batches overlap: while one commits its outcomes or claims the next rows, another is sending.
+        running: set[asyncio.Task[int]] = set()
         try:
             while not stop.is_set():
                 await self.recover()
-                if await self.run_batch():
+                while len(running) < self.pipelines:
+                    running.add(asyncio.create_task(self.run_batch()))
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                if any(task.result() for task in done):
                     continue
+                if running:  # nothing was due for this one: let the others finish before looking again
+                    done, running = await asyncio.wait(running)
+                    if any(task.result() for task in done):
+                        continue
                 if until_idle and not await self._anything_left():
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=idle_sleep)
+            if running:
+                await asyncio.wait(running)  # finish what is in flight
+                for task in running:
+                    task.result()
         finally:
             await self.release()
             await self.close()
@@ -514,7 +562,7 @@ class Dispatcher:
 
     async def release(self) -> None:
         """Give back rows we claimed but never started (a stop in the middle of a batch)."""
-        async with self.app.transaction() as s:
+        async with self._write() as s:
             await s.execute(
                 update(Delivery)
                 .where(col(Delivery.lease_owner) == self.worker_id, col(Delivery.state) == "sending")

@@ -15,6 +15,7 @@ because no target platform renders them the same way.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -81,8 +82,12 @@ class Document:
         return [s.url for b in self.blocks for line in b.lines for s in line if s.url]
 
 
+@functools.lru_cache(maxsize=256)
 def parse(body: str) -> Document:
-    """Parse ``body`` (NFC-normalised first); raise :class:`MarkdownError` on anything unsupported."""
+    """Parse ``body`` (NFC-normalised first); raise :class:`MarkdownError` on anything unsupported.
+
+    Cached: a dispatch renders the same body for thousands of groups. Callers must not modify the
+    returned document."""
     text = unicodedata.normalize("NFC", body).replace("\r\n", "\n").replace("\r", "\n")
     blocks: list[Block] = []
     current: Block | None = None
