@@ -133,6 +133,7 @@ class Dispatcher:
         unknown_policy: str = "resend",
         max_rate_wait: float = 5.0,
         pipelines: int = 2,
+        flush_every: int = 32,
         public_url: str | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -158,6 +159,7 @@ class Dispatcher:
         self._contexts: dict[int, _Context] = {}
         self._held: set[int] = set()
         self.pipelines = pipelines
+        self.flush_every = flush_every
         # One limit on sends in flight for the whole worker, shared by the overlapping batches.
         self._in_flight = asyncio.Semaphore(concurrency)
         # One writing transaction at a time per worker: SQLite has a single writer, and a transaction
@@ -313,6 +315,12 @@ class Dispatcher:
                     outcomes.append(
                         await self._send_one(delivery_id, groups[group_id], accounts, contexts[dispatch_id])
                     )
+                # Commit in small groups as they come: what a crash can leave uncommitted (and so send
+                # again) is the sends in flight plus at most ``flush_every`` outcomes, not a whole batch.
+                if len(outcomes) >= self.flush_every:
+                    ready = outcomes[:]
+                    outcomes.clear()
+                    await self.commit(ready)
 
             await asyncio.gather(*(one(*c) for c in claimed))
         finally:
