@@ -133,7 +133,8 @@ class Dispatcher:
         unknown_policy: str = "resend",
         max_rate_wait: float = 5.0,
         pipelines: int = 2,
-        flush_every: int = 32,
+        flush_every: int = 64,
+        flush_interval: float = 0.02,
         public_url: str | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -160,6 +161,7 @@ class Dispatcher:
         self._held: set[int] = set()
         self.pipelines = pipelines
         self.flush_every = flush_every
+        self.flush_interval = flush_interval
         # One limit on sends in flight for the whole worker, shared by the overlapping batches.
         self._in_flight = asyncio.Semaphore(concurrency)
         # One writing transaction at a time per worker: SQLite has a single writer, and a transaction
@@ -305,29 +307,51 @@ class Dispatcher:
             }
             accounts = {pk(a.id): a for a in (await s.execute(select(Account))).scalars()}
             contexts = {d: await self._context(s, d) for d in {c[1] for c in claimed}}
-        semaphore = self._in_flight
-        outcomes: list[Outcome] = []
         renewer = asyncio.create_task(self._renew_every())
+        pending: list[tuple[Outcome, asyncio.Future[None]]] = []
+        flushing = asyncio.Lock()
+
+        async def flush() -> None:
+            async with flushing:
+                ready = pending[:]
+                pending.clear()
+                if not ready:
+                    return
+                try:
+                    await self.commit([o for o, _ in ready])
+                except BaseException as exc:
+                    for _, future in ready:
+                        if not future.done():
+                            future.set_exception(exc)
+                    raise
+                for _, future in ready:
+                    future.set_result(None)
+
+        async def flush_often() -> None:
+            while True:
+                await asyncio.sleep(self.flush_interval)
+                await flush()
+
+        async def one(delivery_id: int, dispatch_id: int, group_id: int) -> None:
+            # A send keeps its slot until its outcome is committed, so what a crash can leave sent but
+            # uncommitted (and send again) is bounded by ``concurrency``, the sends in flight.
+            async with self._in_flight:
+                outcome = await self._send_one(delivery_id, groups[group_id], accounts, contexts[dispatch_id])
+                committed = asyncio.get_running_loop().create_future()
+                pending.append((outcome, committed))
+                if len(pending) >= self.flush_every:
+                    await flush()
+                await committed
+
+        flusher = asyncio.create_task(flush_often())
         try:
-
-            async def one(delivery_id: int, dispatch_id: int, group_id: int) -> None:
-                async with semaphore:
-                    outcomes.append(
-                        await self._send_one(delivery_id, groups[group_id], accounts, contexts[dispatch_id])
-                    )
-                # Commit in small groups as they come: what a crash can leave uncommitted (and so send
-                # again) is the sends in flight plus at most ``flush_every`` outcomes, not a whole batch.
-                if len(outcomes) >= self.flush_every:
-                    ready = outcomes[:]
-                    outcomes.clear()
-                    await self.commit(ready)
-
             await asyncio.gather(*(one(*c) for c in claimed))
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
-            await self.commit(outcomes)
+            for task in (renewer, flusher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await flush()
         return len(claimed)
 
     async def _renew_every(self) -> None:
