@@ -599,6 +599,18 @@ async def sim_messages(request: web.Request) -> web.Response:
     return web.json_response(request.app[STATE].messages)
 
 
+async def sim_stats(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.json_response(
+        {
+            "messages": len(state.messages),
+            "rejected_429": state.rejected_429,
+            "chats": len(state.chats),
+            "webhook_deliveries": len(state.deliveries),
+        }
+    )
+
+
 async def sim_faults(request: web.Request) -> web.Response:
     request.app[STATE].faults.configure(FaultConfig(**await request.json()))
     return web.json_response({"ok": True})
@@ -646,6 +658,7 @@ def create_app(
     app.router.add_route("*", "/bot{token}/{method}", api)
     app.router.add_post("/__sim/chats", sim_chats)
     app.router.add_get("/__sim/messages", sim_messages)
+    app.router.add_get("/__sim/stats", sim_stats)
     app.router.add_post("/__sim/faults", sim_faults)
     app.router.add_post("/__sim/limits", sim_limits)
     app.on_cleanup.append(_close)
