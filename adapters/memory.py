@@ -10,7 +10,7 @@ import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from broadcaster.errors import DeliveryError, PermanentError, TargetGone
+from broadcaster.errors import DeliveryError, NotSupported, TargetGone
 from broadcaster.ports import RenderedMessage, SendResult, Target
 
 
@@ -50,7 +50,7 @@ class MemorySender:
     async def delete(self, target: Target, message_ids: tuple[str, ...]) -> None:
         self._check(target)
         if not self.can_delete:
-            raise PermanentError(f"{self.platform}: cannot delete")
+            raise NotSupported(f"{self.platform}: cannot delete")
         self.deleted.update(message_ids)
 
     async def member_count(self, target: Target) -> int | None:

@@ -17,6 +17,7 @@ from adapters.http import Reply, new_session, request
 from broadcaster.errors import (
     AuthFailed,
     DeliveryError,
+    NotSupported,
     PermanentError,
     RateLimited,
     TargetGone,
@@ -176,12 +177,10 @@ class ZaloSender:
         return SendResult(tuple(ids))
 
     async def edit(self, target: Target, message_id: str, message: RenderedMessage) -> None:
-        raise PermanentError("zalo: messages cannot be edited; send a correction instead")
+        raise NotSupported("zalo: messages cannot be edited; send a correction instead")
 
     async def delete(self, target: Target, message_ids: tuple[str, ...]) -> None:
-        raise PermanentError(
-            "zalo: the OA API cannot delete group messages; ask the group admins to remove it"
-        )
+        raise NotSupported("zalo: the OA API cannot delete group messages; ask the group admins to remove it")
 
     async def member_count(self, target: Target) -> int | None:
         if target.kind == "user":

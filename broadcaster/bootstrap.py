@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -120,23 +120,37 @@ def confirmation_token(settings: Settings, key: str) -> str:
     return f"{key}.{base64.urlsafe_b64encode(digest[:12]).decode()}"
 
 
-def make_dispatcher(app: App, **options: Any) -> Dispatcher:
-    """The dispatcher with the real adapters, renderer and relay wired in."""
+def sender_factories(
+    settings: Settings,
+) -> tuple[Callable[[Account], Sender], Callable[[Mapping[str, Sender]], Sender]]:
+    """How to get an account's adapter, and a relay over given channels (confirmation links included)."""
     from adapters.relay import RelaySender
-    from broadcaster.dispatcher import Dispatcher
-    from content.render import render_revision
 
-    settings = app.settings
     base = settings.public_url.rstrip("/")
 
     def confirm_link(key: str) -> str:
         return f"{base}/r/{confirmation_token(settings, key)}"
 
+    def senders(account: Account) -> Sender:
+        return build_sender(account, settings)
+
+    def relay(channels: Mapping[str, Sender]) -> Sender:
+        return RelaySender(channels, confirm_link)
+
+    return senders, relay
+
+
+def make_dispatcher(app: App, **options: Any) -> Dispatcher:
+    """The dispatcher with the real adapters, renderer and relay wired in."""
+    from broadcaster.dispatcher import Dispatcher
+    from content.render import render_revision
+
+    senders, relay = sender_factories(app.settings)
     return Dispatcher(
         app,
-        senders=lambda account: build_sender(account, settings),
+        senders=senders,
         render=render_revision,
-        relay=lambda channels: RelaySender(channels, confirm_link),
-        public_url=settings.public_url,
+        relay=relay,
+        public_url=app.settings.public_url,
         **options,
     )

@@ -81,6 +81,10 @@ class PermanentError(DeliveryError):
     """Retrying will not help: content the platform refuses, a bad target id, missing rights."""
 
 
+class NotSupported(PermanentError):
+    """The platform cannot do this at all (Zalo OA cannot delete or edit a group message)."""
+
+
 class TargetGone(PermanentError):
     """The group/page/endpoint no longer accepts our posts (bot kicked, group deleted, 410)."""
 

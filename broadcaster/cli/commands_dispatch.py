@@ -16,7 +16,7 @@ BAR = 30
 
 
 def register(cli: click.Group) -> None:
-    for command in (worker, status, pause, resume, cancel):
+    for command in (worker, status, pause, resume, cancel, recall):
         cli.add_command(command)
 
 
@@ -137,6 +137,36 @@ def _control(name: str, doc: str) -> click.Command:
         emit(ctx, data, f"dispatch {dispatch_id}: {data['status']}{extra}")
 
     return command
+
+
+@click.command()
+@click.argument("dispatch_id", type=int)
+@click.pass_context
+def recall(ctx: click.Context, dispatch_id: int) -> None:
+    """Take a dispatch back: skip what is not sent, delete where the platform can, ask relay admins to
+    remove it, and say where it could not be deleted."""
+    from broadcaster import recall as recalling
+    from broadcaster.bootstrap import sender_factories
+
+    async def work(app: App) -> dict[str, Any]:
+        async with app.transaction() as s:
+            actor = await users.get_actor(s, app.settings.user)
+        senders, relay = sender_factories(app.settings)
+        report = await recalling.recall(app, actor, dispatch_id, senders=senders, relay=relay)
+        return report.to_dict()
+
+    data = run(ctx, work)
+    lines = [
+        f"dispatch {dispatch_id} recalled: {data['deleted']} deleted, "
+        f"{data['admins_told']} relay groups' admins told, "
+        f"{data['not_deletable']} could not be deleted (remove by hand), {data['failed']} failed, "
+        f"{data['skipped']} not sent"
+    ]
+    lines += [
+        f"  {p}: " + ", ".join(f"{k} {v}" for k, v in c.items()) for p, c in data["by_platform"].items()
+    ]
+    lines += [f"  error: {e}" for e in data["errors"]]
+    emit(ctx, data, lines)
 
 
 pause = _control("pause", "Pause a dispatch: nothing more is sent until resume.")

@@ -257,6 +257,9 @@ def test_worker_status_and_control(cns: Cns, tmp_path: Path, monkeypatch: pytest
         assert "[##############################] 3/3" in text
         finished = cns("--as", "ed", "cancel", "1")
         assert finished.code == 1 and "is done: nothing left to cancel" in finished.err
+        recalled = cns.ok("--json", "--as", "ed", "recall", "1").json()
+        assert recalled["deleted"] == 3 and recalled["failed"] == 0  # type: ignore[index]
+        assert cns.ok("--json", "status", "1").json()["by_state"] == {"recalled": 3}  # type: ignore[index]
         cns.ok("--as", "ed", "send", "1", "--scope", "03451", "--again")
         cancelled = cns.ok("--json", "--as", "ed", "cancel", "2").json()
         assert cancelled == {"dispatch": 2, "status": "cancelled", "skipped": 1}

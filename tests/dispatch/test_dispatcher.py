@@ -234,3 +234,29 @@ async def test_paused_or_cancelled_dispatch_is_not_sent(app: App, tmp_path: Path
     platforms = _memories()
     await _dispatcher(app, platforms).run(asyncio.Event(), until_idle=True)
     assert not any(m.sent for m in platforms.values())
+
+
+async def test_recall_deletes_marks_and_tells_admins(app: App, tmp_path: Path) -> None:
+    from broadcaster.errors import WorkflowError
+    from broadcaster.recall import recall
+
+    dispatch_id = await _world(app, tmp_path)
+    platforms = _memories()
+    platforms["zalo"].can_delete = False  # as Zalo OA: group messages cannot be deleted
+    await _dispatcher(app, platforms).run(asyncio.Event(), until_idle=True)
+    ed = await actor(app, "ed")
+    relay = lambda channels: RelaySender(channels, lambda key: f"https://x/r/{key}")  # noqa: E731
+    report = await recall(app, ed, dispatch_id, senders=lambda a: platforms[a.platform], relay=relay)
+    assert (report.deleted, report.admins_told, report.not_deletable, report.failed) == (3, 1, 1, 0)
+    assert report.by_platform["zalo"] == {"cannot delete": 1, "admins told": 1}
+    assert await _states(app) == {"recalled": 5}
+    assert len(platforms["telegram"].deleted) == 2 and len(platforms["webhook"].deleted) == 1
+    notice = platforms["telegram"].sent["555"][-1].parts[0]  # the relay admin, reached on Telegram
+    assert "được thu hồi" in notice
+    async with app.transaction() as s:
+        zalo = (
+            await s.execute(select(Delivery).where(Delivery.platform == "zalo", Delivery.mode == "direct"))
+        ).scalar_one()  # type: ignore[arg-type]
+        assert zalo.last_error is not None and zalo.last_error.startswith("recalled, NOT deleted")
+    with pytest.raises(WorkflowError, match="already recalled"):
+        await recall(app, ed, dispatch_id, senders=lambda a: platforms[a.platform], relay=relay)

@@ -1,0 +1,160 @@
+"""Recall: take a dispatch back everywhere it went.
+
+Pending deliveries are skipped (as cancel does). For each delivery already out: where the platform can
+delete (Telegram, Facebook, webhook bridges) its messages are deleted; relay groups' admins are told to
+remove the post; where the platform cannot delete (Zalo OA group messages) the delivery is still marked
+recalled, with a note saying it must be removed by hand. Each outcome is committed as it happens and
+the result says what happened where: a partial recall is reported, never hidden.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlmodel import col
+
+from broadcaster import audit
+from broadcaster.bootstrap import App
+from broadcaster.dispatch_control import PENDING, _check_scope, _dispatch
+from broadcaster.errors import DeliveryError, NotSupported, WorkflowError
+from broadcaster.models import Account, ChatGroup, Delivery, pk
+from broadcaster.ports import Sender
+from broadcaster.sqltypes import utcnow
+from broadcaster.targets import target_for
+from broadcaster.unit_tree import load_tree
+from broadcaster.users import Actor
+
+OUT = ("sent", "awaiting_confirmation", "confirmed")
+
+
+@dataclass(slots=True)
+class RecallReport:
+    dispatch: int
+    skipped: int = 0
+    deleted: int = 0
+    admins_told: int = 0
+    not_deletable: int = 0
+    failed: int = 0
+    by_platform: dict[str, Counter[str]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def note(self, platform: str, what: str) -> None:
+        self.by_platform.setdefault(platform, Counter())[what] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dispatch": self.dispatch,
+            "skipped": self.skipped,
+            "deleted": self.deleted,
+            "admins_told": self.admins_told,
+            "not_deletable": self.not_deletable,
+            "failed": self.failed,
+            "by_platform": {p: dict(c) for p, c in self.by_platform.items()},
+            "errors": self.errors[:20],
+        }
+
+
+async def recall(
+    app: App,
+    actor: Actor,
+    dispatch_id: int,
+    *,
+    senders: Callable[[Account], Sender],
+    relay: Callable[[Mapping[str, Sender]], Sender],
+) -> RecallReport:
+    report = RecallReport(dispatch_id)
+    async with app.transaction() as s:
+        dispatch = await _dispatch(s, dispatch_id)
+        await _check_scope(s, actor, dispatch, "recall")
+        if dispatch.status == "recalled":
+            raise WorkflowError(f"dispatch {dispatch_id} was already recalled")
+        before, dispatch.status = dispatch.status, "recalled"
+        now = utcnow()
+        result = await s.execute(
+            update(Delivery)
+            .where(col(Delivery.dispatch_id) == dispatch_id, col(Delivery.state).in_(PENDING[:-1]))
+            .values(state="skipped", last_error=f"recalled by {actor.name} before sending", updated_at=now)
+        )
+        report.skipped = int(result.rowcount)  # type: ignore[attr-defined]
+        await audit.record(
+            s,
+            actor.name,
+            "dispatch.recall",
+            "dispatch",
+            dispatch_id,
+            {"status": before},
+            {"status": "recalled"},
+        )
+        rows = (
+            await s.execute(
+                select(Delivery, ChatGroup)
+                .join(ChatGroup, col(ChatGroup.id) == col(Delivery.group_id))
+                .where(col(Delivery.dispatch_id) == dispatch_id, col(Delivery.state).in_(OUT))
+            )
+        ).all()
+        accounts = {pk(a.id): a for a in (await s.execute(select(Account))).scalars()}
+        tree = await load_tree(s, dispatch.as_of)
+    cache: dict[int, Sender] = {}
+
+    def sender_of(account: Account) -> Sender:
+        if pk(account.id) not in cache:
+            cache[pk(account.id)] = senders(account)
+        return cache[pk(account.id)]
+
+    try:
+        for delivery, group in rows:
+            account = accounts[group.account_id]
+            outcome, note = await _take_back(
+                delivery, group, account, accounts, tree, sender_of, relay, report
+            )
+            async with app.transaction() as s:
+                await s.execute(
+                    update(Delivery)
+                    .where(col(Delivery.id) == delivery.id)
+                    .values(
+                        state="recalled" if outcome != "failed" else delivery.state,
+                        last_error=note,
+                        updated_at=utcnow(),
+                    )
+                )
+    finally:
+        for sender in cache.values():
+            await sender.close()
+    return report
+
+
+async def _take_back(
+    delivery: Delivery,
+    group: ChatGroup,
+    account: Account,
+    accounts: Mapping[int, Account],
+    tree: Any,
+    sender_of: Callable[[Account], Sender],
+    relay: Callable[[Mapping[str, Sender]], Sender],
+    report: RecallReport,
+) -> tuple[str, str]:
+    target = target_for(group, tree)
+    try:
+        if group.mode == "relay":
+            channels = {a.platform: sender_of(a) for a in accounts.values() if a.status == "active"}
+            await relay(channels).delete(target, tuple(delivery.message_ids))
+            report.admins_told += 1
+            report.note(group.platform, "admins told")
+            return "told", "recalled: the relay admins were asked to remove the post"
+        await sender_of(account).delete(target, tuple(delivery.message_ids))
+        report.deleted += 1
+        report.note(group.platform, "deleted")
+        return "deleted", "recalled: deleted on the platform"
+    except NotSupported as exc:
+        report.not_deletable += 1
+        report.note(group.platform, "cannot delete")
+        return "marked", f"recalled, NOT deleted: {exc.reason}; remove it by hand"
+    except DeliveryError as exc:
+        report.failed += 1
+        report.note(group.platform, "failed")
+        report.errors.append(f"group {group.title!r}: {exc.reason}")
+        return "failed", f"recall failed: {exc.reason}"
