@@ -570,8 +570,10 @@ class Dispatcher:
             await self.close()
         return self.stats
 
-    async def _anything_left(self) -> bool:
-        """Deliveries that will become due without anyone's action (paused accounts and dispatches wait)."""
+    async def _anything_left(self, horizon: timedelta = timedelta(seconds=60)) -> bool:
+        """Deliveries in flight, or due within ``horizon`` without anyone's action (paused accounts and
+        dispatches wait; a dispatch scheduled for tomorrow does not keep ``--until-idle`` running)."""
+        soon = self.clock() + horizon
         async with self.app.transaction() as s:
             row = await s.execute(
                 select(col(Delivery.id))
@@ -584,6 +586,10 @@ class Dispatcher:
                             col(Delivery.state).in_(PENDING),
                             col(Dispatch.status).in_(["planned", "running"]),
                             col(Account.status) == "active",
+                            col(Dispatch.scheduled_at) <= soon,
+                            or_(
+                                col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= soon
+                            ),
                         ),
                         col(Delivery.state) == "sending",
                     )

@@ -9,7 +9,7 @@ nothing, and a 100,000-group province is planned in a few statements, not row by
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -126,8 +126,15 @@ async def plan(
     platforms: Sequence[str] | None = None,
     at: datetime | None = None,
     again: bool = False,
+    waves: Mapping[str, int] | None = None,
+    adjust: Callable[[datetime], datetime] | None = None,
+    adjust_key: str = "",
 ) -> PlanResult:
-    """Create (or find) the dispatch and plan its deliveries. The caller commits."""
+    """Create (or find) the dispatch and plan its deliveries. The caller commits.
+
+    ``waves`` delays tiers by minutes after the send time; ``adjust`` moves a due time (the scheduler's
+    quiet hours, named by ``adjust_key`` in the dispatch's identity). Each tier's due time becomes its
+    deliveries' ``next_attempt_at``."""
     actor.require(Permission.SEND)
     now = utcnow()
     if at is not None and at < now - PAST_TOLERANCE:
@@ -152,8 +159,19 @@ async def plan(
                     f"unit {node.code} ({node.name})"
                 )
     levels = _tiers(tree, tiers)
+    offsets = dict(waves or {})
+    _check_waves(tree, offsets)
     chosen = sorted({check_platform(p) for p in platforms}) if platforms else list(PLATFORMS)
-    key = dispatch_key(revision.sha256, codes, levels, chosen, at.isoformat() if at else as_of.isoformat())
+    timing = ",".join(f"{k}={v}" for k, v in sorted(offsets.items())) + (
+        f"|{adjust_key}" if adjust_key else ""
+    )
+    key = dispatch_key(
+        revision.sha256,
+        codes,
+        levels,
+        chosen,
+        (at.isoformat() if at else as_of.isoformat()) + (f"|{timing}" if timing else ""),
+    )
     if again:
         key = hashlib.sha256(f"{key}|{now.isoformat()}".encode()).hexdigest()
     dispatch = (await session.execute(select(Dispatch).where(col(Dispatch.key) == key))).scalar_one_or_none()
@@ -175,8 +193,14 @@ async def plan(
         session.add(dispatch)
         await session.flush()
     dispatch_id = pk(dispatch.id)
-    audience = sorted({n.id for uid in scope_ids for n in tree.subtree(uid) if n.level in levels})
-    added = await _insert_deliveries(session, dispatch_id, audience, chosen, now)
+    by_level = _audience(tree, scope_ids, levels)
+    added = 0
+    for level, ids in by_level.items():
+        due = when + timedelta(minutes=offsets.get(level, 0))
+        due = adjust(due) if adjust is not None else due
+        added += await _insert_deliveries(
+            session, dispatch_id, sorted(ids), chosen, now, due if due > now else None
+        )
     result = PlanResult(dispatch_id, created, added, 0, when, as_of.isoformat())
     await _count(session, result)
     await audit.record(
@@ -193,11 +217,32 @@ async def plan(
             "tiers": levels,
             "platforms": chosen,
             "scheduled_at": when.isoformat(),
+            "waves": offsets,
+            "timing": adjust_key or None,
             "added": added,
             "total": result.total,
         },
     )
     return result
+
+
+def _check_waves(tree: UnitTree, waves: Mapping[str, int]) -> None:
+    for name in waves:
+        if name not in tree.schema:
+            raise InputError(
+                f"wave for {name!r} does not match the tier schema on {tree.as_of} "
+                f"(tiers: {', '.join(tree.schema.names)})"
+            )
+
+
+def _audience(tree: UnitTree, scope_ids: Sequence[int], levels: Sequence[str]) -> dict[str, set[int]]:
+    """The units to reach, by level: the scope units' subtrees on the send date, kept to ``levels``."""
+    by_level: dict[str, set[int]] = {}
+    for uid in scope_ids:
+        for node in tree.subtree(uid):
+            if node.level in levels:
+                by_level.setdefault(node.level, set()).add(node.id)
+    return by_level
 
 
 def _tiers(tree: UnitTree, tiers: Sequence[str] | None) -> list[str]:
@@ -214,7 +259,12 @@ def _tiers(tree: UnitTree, tiers: Sequence[str] | None) -> list[str]:
 
 
 async def _insert_deliveries(
-    session: AsyncSession, dispatch_id: int, unit_ids: list[int], platforms: list[str], now: datetime
+    session: AsyncSession,
+    dispatch_id: int,
+    unit_ids: list[int],
+    platforms: list[str],
+    now: datetime,
+    due: datetime | None,
 ) -> int:
     dialect = session.get_bind().dialect.name
     insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -232,6 +282,7 @@ async def _insert_deliveries(
                 col(ChatGroup.mode),
                 literal("planned", String),
                 literal(0, Integer),
+                literal(due, UTCDateTime),
                 stamp,
                 stamp,
             )
@@ -254,6 +305,7 @@ async def _insert_deliveries(
                     "mode",
                     "state",
                     "attempts",
+                    "next_attempt_at",
                     "created_at",
                     "updated_at",
                 ],

@@ -259,6 +259,16 @@ def _codes(value: str | None) -> list[str]:
 @click.option("--platforms", help="Platforms, comma-separated (default: all).")
 @click.option("--at", "at", help="Send time, YYYY-MM-DDTHH:MM local (Asia/Ho_Chi_Minh) or with an offset.")
 @click.option("--again", is_flag=True, help="Plan a new dispatch even if the same one exists already.")
+@click.option(
+    "--waves", default="", help="Tier waves, minutes after the send time: e.g. commune=15,village=30."
+)
+@click.option(
+    "--quiet-hours",
+    "quiet",
+    default="21:00-06:00",
+    show_default=True,
+    help="Local hours with no posts (a send that falls inside waits for their end), or off.",
+)
 @click.pass_context
 def send(
     ctx: click.Context,
@@ -268,9 +278,15 @@ def send(
     platforms: str | None,
     at: str | None,
     again: bool,
+    waves: str,
+    quiet: str,
 ) -> None:
     """Plan a dispatch of approved content: one delivery per group in the audience (idempotent)."""
+    from scheduler.timing import parse_quiet, parse_waves
+
     when = parse_time(at) if at else None
+    offsets = parse_waves(waves)
+    hours = parse_quiet(quiet)
 
     async def work(app: App) -> dict[str, Any]:
         async with app.transaction() as session:
@@ -284,6 +300,9 @@ def send(
                 platforms=_codes(platforms) or None,
                 at=when,
                 again=again,
+                waves=offsets,
+                adjust=hours.after if hours is not None else None,
+                adjust_key=f"quiet {hours.describe()}" if hours is not None else "",
             )
             return result.to_dict()
 

@@ -241,7 +241,9 @@ def test_worker_status_and_control(cns: Cns, tmp_path: Path, monkeypatch: pytest
         )
         cns.ok("--as", "ed", "content", "submit", "1")
         cns.ok("--as", "ap", "content", "approve", "1")
-        cns.ok("--as", "ed", "send", "1", "--scope", "12")
+        cns.ok(
+            "--as", "ed", "send", "1", "--scope", "12", "--quiet-hours", "off"
+        )  # whatever the hour of the test
         cns.ok("--as", "ed", "pause", "1")
         paused = cns.ok("--json", "worker", "--until-idle").json()
         assert paused["sent"] == 0  # type: ignore[index]
@@ -260,7 +262,7 @@ def test_worker_status_and_control(cns: Cns, tmp_path: Path, monkeypatch: pytest
         recalled = cns.ok("--json", "--as", "ed", "recall", "1").json()
         assert recalled["deleted"] == 3 and recalled["failed"] == 0  # type: ignore[index]
         assert cns.ok("--json", "status", "1").json()["by_state"] == {"recalled": 3}  # type: ignore[index]
-        cns.ok("--as", "ed", "send", "1", "--scope", "03451", "--again")
+        cns.ok("--as", "ed", "send", "1", "--scope", "03451", "--again", "--quiet-hours", "off")
         cancelled = cns.ok("--json", "--as", "ed", "cancel", "2").json()
         assert cancelled == {"dispatch": 2, "status": "cancelled", "skipped": 1}
     finally:

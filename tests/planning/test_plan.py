@@ -133,3 +133,71 @@ async def test_scheduled_dispatch_keeps_its_time(app: App, tmp_path: Path) -> No
     assert result.to_dict()["scheduled_at"].endswith("+07:00")
     same = await _plan(app, "ed", cid, ["03451"], at=at)
     assert same.dispatch_id == result.dispatch_id and same.added == 0
+
+
+async def test_tier_waves_and_quiet_hours(app: App, tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from scheduler.timing import QuietHours, parse_quiet, parse_waves
+
+    cid = await _world(app, tmp_path)
+    local_now = utcnow().astimezone(planning.LOCAL_TZ)
+    ten_am = (local_now + timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
+    quiet = parse_quiet("21:00-06:00")
+    assert quiet is not None
+    result = await _plan(
+        app,
+        "ed",
+        cid,
+        ["12"],
+        at=ten_am,
+        waves=parse_waves("commune=15,village=30"),
+        adjust=quiet.after,
+        adjust_key="quiet 21:00-06:00",
+    )
+    async with app.transaction() as s:
+        due = dict(
+            (
+                await s.execute(
+                    select(Delivery.level, func.min(Delivery.next_attempt_at))  # type: ignore[call-overload]
+                    .where(Delivery.dispatch_id == result.dispatch_id)
+                    .group_by(Delivery.level)
+                )
+            ).all()
+        )
+    assert due["province"] == ten_am
+    assert due["commune"] == ten_am + timedelta(minutes=15)
+    assert due["village"] == ten_am + timedelta(minutes=30)
+    late = ten_am.replace(hour=20, minute=50)  # villages would land at 21:20: they wait for 06:00
+    result = await _plan(
+        app,
+        "ed",
+        cid,
+        ["12"],
+        at=late,
+        waves={"village": 30},
+        adjust=quiet.after,
+        adjust_key="quiet 21:00-06:00",
+    )
+    async with app.transaction() as s:
+        village = (
+            await s.execute(
+                select(func.min(Delivery.next_attempt_at)).where(  # type: ignore[arg-type]
+                    Delivery.dispatch_id == result.dispatch_id, Delivery.level == "village"
+                )
+            )
+        ).scalar_one()
+    assert village.astimezone(planning.LOCAL_TZ) == (late + timedelta(days=1)).replace(hour=6, minute=0)
+    with pytest.raises(InputError, match="wave for 'district' does not match the tier schema"):
+        await _plan(app, "ed", cid, ["12"], waves={"district": 10})
+    with pytest.raises(InputError, match="use TIER=MINUTES"):
+        parse_waves("commune:15")
+    with pytest.raises(InputError, match="HH:MM-HH:MM"):
+        parse_quiet("late")
+    assert parse_quiet("off") is None
+    day_quiet = QuietHours(
+        datetime.strptime("12:00", "%H:%M").time(), datetime.strptime("13:00", "%H:%M").time()
+    )
+    noon = ten_am.replace(hour=12, minute=30)
+    assert day_quiet.after(noon) == noon.replace(hour=13, minute=0)
+    assert day_quiet.after(ten_am) == ten_am
