@@ -216,7 +216,8 @@ async def _run(workdir: Path, boxes: Sandboxes) -> dict[str, Any]:  # noqa: PLR0
             "and relay (village leaders), with the durable dispatcher",
         ],
         "not_done": [
-            "tier waves and quiet hours (all tiers go out together)",
+            "tier waves and quiet hours are off in the demo, so every tier goes out at once (cns send "
+            "--waves commune=15,village=30 staggers them)",
             "no replies, reactions, relay confirmations or monthly report yet",
         ],
     }
