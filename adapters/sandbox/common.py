@@ -11,9 +11,11 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -155,3 +157,50 @@ class Running:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+class Emitter:
+    """Background deliveries of a sandbox's own webhooks (members' replies, reactions, events)."""
+
+    def __init__(self, timeout: float = 5.0) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        return self._session
+
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        delays: Sequence[float],
+        done: Callable[[int], bool] = lambda status: status == 200,
+    ) -> int | None:
+        """POST until ``done(status)``, waiting ``delays`` before each try (time-compressed retries)."""
+        for delay in delays:
+            await asyncio.sleep(delay)
+            try:
+                async with self.session.post(url, data=body, headers=dict(headers)) as response:
+                    if done(response.status):
+                        return response.status
+            except (aiohttp.ClientError, TimeoutError):
+                continue
+        return None
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()

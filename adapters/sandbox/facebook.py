@@ -12,7 +12,6 @@ spent; seeded faults; members who comment, posted to a webhook with ``X-Hub-Sign
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import itertools
@@ -26,7 +25,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from adapters.sandbox.common import FaultConfig, Faults, fault_middleware
+from adapters.sandbox.common import Emitter, FaultConfig, Faults, fault_middleware
 
 STATUS = {1: 500, 2: 500, 4: 403, 190: 400}
 
@@ -54,8 +53,7 @@ class GraphState:
     webhook_url: str = ""
     comment_rate: float = 0.0
     rng: random.Random = field(default_factory=lambda: random.Random(3))
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    session: aiohttp.ClientSession | None = None
+    emitter: Emitter = field(default_factory=Emitter)
 
     def add_page(self, page_id: str, token: str | None = None, **kw: Any) -> Page:
         page = self.pages[page_id] = Page(token or secrets.token_urlsafe(24), **kw)
@@ -277,9 +275,7 @@ def _maybe_comment(state: GraphState, page_id: str, post_id: str) -> None:
     # Meta batches several changes in one POST: a comment and a reaction here.
     changes = [{"field": "feed", "value": value}, {"field": "feed", "value": reaction}]
     payload = {"object": "page", "entry": [{"id": page_id, "time": int(time.time()), "changes": changes}]}
-    task = asyncio.get_running_loop().create_task(_post_webhook(state, payload))
-    state.tasks.add(task)
-    task.add_done_callback(state.tasks.discard)
+    state.emitter.spawn(_post_webhook(state, payload))
 
 
 def hub_signature(secret: str, body: bytes) -> str:
@@ -293,16 +289,7 @@ async def _post_webhook(state: GraphState, payload: dict[str, Any]) -> None:
         "X-Hub-Signature-256": hub_signature(state.app_secret, body),
         "X-Hub-Signature": "sha1=" + hmac.new(state.app_secret.encode(), body, hashlib.sha1).hexdigest(),
     }
-    if state.session is None:
-        state.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
-    for delay in (0.0, 0.5, 2.0):
-        await asyncio.sleep(delay)
-        try:
-            async with state.session.post(state.webhook_url, data=body, headers=headers) as response:
-                if response.status == 200:
-                    return
-        except (aiohttp.ClientError, TimeoutError):
-            continue
+    await state.emitter.post(state.webhook_url, body, headers, (0.0, 0.5, 2.0))
 
 
 async def sim_pages(request: web.Request) -> web.Response:
@@ -331,13 +318,7 @@ async def sim_faults(request: web.Request) -> web.Response:
 
 
 async def _close(app: web.Application) -> None:
-    state = app[STATE]
-    for task in list(state.tasks):
-        task.cancel()
-    if state.tasks:
-        await asyncio.gather(*state.tasks, return_exceptions=True)
-    if state.session is not None:
-        await state.session.close()
+    await app[STATE].emitter.close()
 
 
 def create_app(

@@ -7,7 +7,6 @@ keeps every accepted message for inspection. Control API under ``/__sim``.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import random
@@ -15,11 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from adapters import signing
-from adapters.sandbox.common import FaultConfig, Faults, SlidingWindow, fault_middleware
+from adapters.sandbox.common import Emitter, FaultConfig, Faults, SlidingWindow, fault_middleware
 
 MAX_BODY = 64 * 1024
 
@@ -45,8 +43,7 @@ class GatewayState:
     inbound_url: str = ""  # where the gateway posts replies and reactions (the broadcaster's hook)
     inbound_secret: str = ""
     reply_rate: float = 0.0
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    session: aiohttp.ClientSession | None = None
+    emitter: Emitter = field(default_factory=Emitter)
 
     def __post_init__(self) -> None:
         if self.per_second:
@@ -149,36 +146,25 @@ def _maybe_reply(state: GatewayState, message_id: str, data: dict[str, Any]) -> 
             "reply": reply,
         },
     }
-    task = asyncio.get_running_loop().create_task(_emit(state, event))
-    state.tasks.add(task)
-    task.add_done_callback(state.tasks.discard)
+    state.emitter.spawn(_emit(state, event))
 
 
 async def _emit(state: GatewayState, event: dict[str, Any]) -> None:
     """Deliver an inbound event signed with the gateway's own secret, retrying (time-compressed)."""
     body = json.dumps(event, ensure_ascii=False).encode()
     msg_id = f"evt_{next(state.ids)}"  # the same id on every retry
-    if state.session is None:
-        state.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
-    for delay in (0.0, 0.5, 2.0, 5.0):
-        await asyncio.sleep(delay)
-        headers = {"Content-Type": "application/json", **signing.headers(state.inbound_secret, msg_id, body)}
-        try:
-            async with state.session.post(state.inbound_url, data=body, headers=headers) as response:
-                if 200 <= response.status < 300 or response.status == 410:
-                    return
-        except (aiohttp.ClientError, TimeoutError):
-            continue
+    headers = {"Content-Type": "application/json", **signing.headers(state.inbound_secret, msg_id, body)}
+    await state.emitter.post(
+        state.inbound_url,
+        body,
+        headers,
+        (0.0, 0.5, 2.0, 5.0),
+        done=lambda status: 200 <= status < 300 or status == 410,
+    )
 
 
 async def _close(app: web.Application) -> None:
-    state = app[STATE]
-    for task in list(state.tasks):
-        task.cancel()
-    if state.tasks:
-        await asyncio.gather(*state.tasks, return_exceptions=True)
-    if state.session is not None:
-        await state.session.close()
+    await app[STATE].emitter.close()
 
 
 async def change_message(request: web.Request) -> web.Response:

@@ -11,7 +11,6 @@ minute, seeded faults, and members who reply in groups, posted to a webhook URL 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import itertools
 import json
@@ -24,7 +23,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from adapters.sandbox.common import FaultConfig, Faults, SlidingWindow, fault_middleware
+from adapters.sandbox.common import Emitter, FaultConfig, Faults, SlidingWindow, fault_middleware
 
 TEXT_LIMIT = 2000
 IMAGE_LIMIT = 1024 * 1024
@@ -73,8 +72,7 @@ class ZaloState:
     webhook_url: str = ""
     reply_rate: float = 0.0
     refreshes: int = 0
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    session: aiohttp.ClientSession | None = None
+    emitter: Emitter = field(default_factory=lambda: Emitter(timeout=2.0))
 
     def now(self) -> float:
         return time.time() + self.clock_offset
@@ -304,9 +302,7 @@ def _maybe_reply(state: ZaloState, group_id: str, message_id: str) -> None:
             "quote_msg": {"msg_id": message_id},
         },
     }
-    task = asyncio.get_running_loop().create_task(_post_event(state, event))
-    state.tasks.add(task)
-    task.add_done_callback(state.tasks.discard)
+    state.emitter.spawn(_post_event(state, event))
 
 
 async def _post_event(state: ZaloState, event: dict[str, Any]) -> None:
@@ -315,16 +311,8 @@ async def _post_event(state: ZaloState, event: dict[str, Any]) -> None:
         "Content-Type": "application/json",
         "X-ZEvent-Signature": event_signature(state, body, str(event["timestamp"])),
     }
-    if state.session is None:
-        state.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
-    for delay in (0.0, 0.5, 2.0):  # real Zalo waits 30 s, 5 min, ... scaled down for the sandbox
-        await asyncio.sleep(delay)
-        try:
-            async with state.session.post(state.webhook_url, data=body, headers=headers) as response:
-                if response.status == 200:
-                    return
-        except (aiohttp.ClientError, TimeoutError):
-            continue
+    # Real Zalo retries after 30 s, 5 min, ...: scaled down for the sandbox.
+    await state.emitter.post(state.webhook_url, body, headers, (0.0, 0.5, 2.0))
 
 
 async def sim_tokens(request: web.Request) -> web.Response:
@@ -359,13 +347,7 @@ async def sim_faults(request: web.Request) -> web.Response:
 
 
 async def _close(app: web.Application) -> None:
-    state = app[STATE]
-    for task in list(state.tasks):
-        task.cancel()
-    if state.tasks:
-        await asyncio.gather(*state.tasks, return_exceptions=True)
-    if state.session is not None:
-        await state.session.close()
+    await app[STATE].emitter.close()
 
 
 def create_app(
