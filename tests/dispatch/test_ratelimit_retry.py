@@ -14,7 +14,7 @@ from broadcaster.errors import (
     TargetMigrated,
     TransientError,
 )
-from broadcaster.ratelimit import Limits, LocalLimit, TokenBucket
+from broadcaster.ratelimit import PACED_BURST, Limits, LocalLimit, TokenBucket
 from broadcaster.retry import RetryPolicy
 from broadcaster.sqltypes import utcnow
 
@@ -32,7 +32,7 @@ async def test_bucket_burst_then_rate_then_block() -> None:
     await bucket.acquire(max_wait=0)  # one token: sends are paced, never bursting past the window
     with pytest.raises(LocalLimit) as held:
         await bucket.acquire(max_wait=0)
-    assert held.value.wait == pytest.approx(1 / 30)
+    assert held.value.wait == pytest.approx((2 - PACED_BURST) / 30)  # the slack tenth is already there
     sent = 1
     for _ in range(200):  # over one second of a fake clock: at most 30 more
         clock.t += 0.005
@@ -60,7 +60,11 @@ def test_limits_from_platform_defaults_and_settings() -> None:
     assert limits.account(1, "telegram", {}).rate == pytest.approx(30 * 0.97)  # paced just under the limit
     assert limits.account(2, "zalo", {"rate_per_second": 3}).rate == pytest.approx(3 * 0.97)
     group = limits.group(9, "telegram", {})
-    assert group is not None and group.rate == pytest.approx(20 / 60 * 0.97) and group.capacity == 1
+    assert group is not None and group.rate == pytest.approx(20 / 60 * 0.97)
+    # a little slack for timer lateness, never enough for one send over the limit in a window
+    assert group.capacity + group.rate * 60 < 21
+    telegram = limits.account(1, "telegram", {})
+    assert telegram.capacity + telegram.rate * 1.0 < 31
     assert limits.group(10, "webhook", {}) is None
     assert limits.group(11, "webhook", {"group_rate_per_minute": 6}) is not None
 
