@@ -546,8 +546,15 @@ class Dispatcher:
         # Batches overlap: while one commits its outcomes or claims the next rows, another is sending.
         running: set[asyncio.Task[int]] = set()
         try:
+            last_recovery = 0.0
             while not stop.is_set():
-                await self.recover()
+                # Leases last minutes: looking for expired ones a few times per lease is enough, and
+                # each look takes the write lock the claims and commits need.
+                if (
+                    tick := asyncio.get_running_loop().time()
+                ) - last_recovery > self.lease.total_seconds() / 4:
+                    await self.recover()
+                    last_recovery = tick
                 while len(running) < self.pipelines:
                     running.add(asyncio.create_task(self.run_batch()))
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
