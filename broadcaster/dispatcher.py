@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, and_, bindparam, case, exists, or_, select, update
+from sqlalchemy import JSON, and_, bindparam, case, delete, exists, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -43,6 +44,7 @@ from broadcaster.errors import (
 )
 from broadcaster.models import (
     Account,
+    AccountLease,
     Alert,
     Attachment,
     ChatGroup,
@@ -168,6 +170,8 @@ class Dispatcher:
         # that read before writing fails at once (SQLITE_BUSY) instead of waiting when another
         # connection of ours wrote in between. Between processes the busy timeout does the waiting.
         self._writing = asyncio.Lock()
+        self._accounts: set[int] = set()  # accounts this worker holds the lease of
+        self._accounts_at = -1e9
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncSession]:
@@ -195,8 +199,46 @@ class Dispatcher:
         self.stats.recovered += count
         return count
 
+    async def hold_accounts(self) -> set[int]:
+        """Take (or keep) the lease of every active account no other live worker holds.
+
+        One worker sends for an account at a time, so the account's token bucket is the only one pacing
+        it; a dead worker's accounts are taken over when their lease expires."""
+        now = self.clock()
+        until = now + self.lease
+        async with self._write() as s:
+            insert_fn = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+            ids = (
+                (await s.execute(select(col(Account.id)).where(col(Account.status) == "active")))
+                .scalars()
+                .all()
+            )
+            for account_id in ids:
+                stmt = insert_fn(AccountLease).values(
+                    account_id=account_id, owner=self.worker_id, until=until
+                )
+                await s.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["account_id"],
+                        set_={"owner": self.worker_id, "until": until},
+                        where=(col(AccountLease.until) < now) | (col(AccountLease.owner) == self.worker_id),
+                    )
+                )
+            held = await s.execute(
+                select(col(AccountLease.account_id)).where(
+                    col(AccountLease.owner) == self.worker_id, col(AccountLease.until) > now
+                )
+            )
+            self._accounts = set(held.scalars().all())
+        self._accounts_at = asyncio.get_running_loop().time()
+        return self._accounts
+
     async def claim(self, limit: int | None = None) -> list[tuple[int, int, int]]:
         """Mark up to ``limit`` due deliveries ``sending`` under our lease; (delivery, dispatch, group)."""
+        if asyncio.get_running_loop().time() - self._accounts_at > self.lease.total_seconds() / 4:
+            await self.hold_accounts()
+        if not self._accounts:
+            return []
         now = self.clock()
         states = list(PENDING if self.unknown_policy == "resend" else PENDING[:-1])
         due = (
@@ -210,6 +252,7 @@ class Dispatcher:
                 col(Dispatch.status).in_(["planned", "running"]),
                 col(Dispatch.scheduled_at) <= now,
                 col(Account.status) == "active",
+                col(Account.id).in_(self._accounts),
             )
             .order_by(col(Delivery.id))
             .limit(limit or self.batch)
@@ -244,11 +287,15 @@ class Dispatcher:
         return sorted(claimed)
 
     async def renew(self) -> None:
+        until = self.clock() + self.lease
         async with self._write() as s:
             await s.execute(
                 update(Delivery)
                 .where(col(Delivery.lease_owner) == self.worker_id, col(Delivery.state) == "sending")
-                .values(lease_until=self.clock() + self.lease)
+                .values(lease_until=until)
+            )
+            await s.execute(
+                update(AccountLease).where(col(AccountLease.owner) == self.worker_id).values(until=until)
             )
 
     # --- one batch ---------------------------------------------------------------------------------------
@@ -615,6 +662,9 @@ class Dispatcher:
                     state="queued", lease_owner=None, lease_until=None, attempts=col(Delivery.attempts) - 1
                 )
             )
+            await s.execute(delete(AccountLease).where(col(AccountLease.owner) == self.worker_id))
+        self._accounts.clear()
+        self._accounts_at = -1e9
 
     async def close(self) -> None:
         for sender in self._senders.values():

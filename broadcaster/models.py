@@ -274,6 +274,17 @@ class Delivery(SQLModel, table=True):
     updated_at: datetime = _ts()
 
 
+class AccountLease(SQLModel, table=True):
+    """Which worker sends for an account until when: one at a time, so the account's rate limit holds
+    across workers; taken over when it expires (its worker died)."""
+
+    __tablename__ = "account_lease"
+
+    account_id: int = Field(foreign_key="account.id", primary_key=True)
+    owner: str = Field(max_length=64)
+    until: datetime = Field(sa_type=UTCDateTime)
+
+
 class Alert(SQLModel, table=True):
     """Something an admin must look at: a paused account, an unreachable group, a stuck dispatch."""
 

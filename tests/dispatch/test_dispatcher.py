@@ -210,10 +210,25 @@ async def test_crash_leaves_unknown_then_resent_and_counted(app: App, tmp_path: 
 
 async def test_concurrent_workers_never_claim_the_same_row(app: App, tmp_path: Path) -> None:
     await _world(app, tmp_path)
-    workers = [_dispatcher(app, _memories(), worker_id=f"w{i}", batch=2) for i in range(3)]
+    workers = [_dispatcher(app, _memories(), worker_id=f"w{i}", batch=10) for i in range(3)]
     claims = await asyncio.gather(*(w.claim() for w in workers))
     ids = [c[0] for claim in claims for c in claim]
     assert len(ids) == len(set(ids)) == 5
+    # each account is served by one worker at a time (its lease), so its rate limit holds across workers
+    held = [w._accounts for w in workers]
+    assert sum(len(h) for h in held) == len(set().union(*held)) == 4
+
+
+async def test_account_lease_is_taken_over_when_its_worker_dies(app: App, tmp_path: Path) -> None:
+    await _world(app, tmp_path)
+    clock = Clock()
+    first = _dispatcher(app, _memories(), clock, worker_id="first", lease_seconds=30)
+    second = _dispatcher(app, _memories(), clock, worker_id="second", lease_seconds=30)
+    assert len(await first.hold_accounts()) == 4
+    assert await second.hold_accounts() == set()  # all taken, and the first worker is alive
+    clock.now += timedelta(seconds=31)  # ... until its leases run out
+    assert len(await second.hold_accounts()) == 4
+    assert await first.hold_accounts() == set()
 
 
 async def test_stop_releases_what_was_not_started(app: App, tmp_path: Path) -> None:
