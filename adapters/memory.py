@@ -25,6 +25,7 @@ class MemorySender:
     deleted: set[str] = field(default_factory=set)
     edits: dict[str, list[RenderedMessage]] = field(default_factory=lambda: defaultdict(list))
     can_delete: bool = True
+    can_edit: bool = True
     closed: bool = False
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -45,6 +46,8 @@ class MemorySender:
 
     async def edit(self, target: Target, message_id: str, message: RenderedMessage) -> None:
         self._check(target)
+        if not self.can_edit:
+            raise NotSupported(f"{self.platform}: cannot edit")
         self.edits[message_id].append(message)
 
     async def delete(self, target: Target, message_ids: tuple[str, ...]) -> None:

@@ -16,7 +16,7 @@ BAR = 30
 
 
 def register(cli: click.Group) -> None:
-    for command in (worker, status, pause, resume, cancel, recall):
+    for command in (worker, status, pause, resume, cancel, recall, correct):
         cli.add_command(command)
 
 
@@ -164,6 +164,35 @@ def recall(ctx: click.Context, dispatch_id: int) -> None:
     ]
     lines += [
         f"  {p}: " + ", ".join(f"{k} {v}" for k, v in c.items()) for p, c in data["by_platform"].items()
+    ]
+    lines += [f"  error: {e}" for e in data["errors"]]
+    emit(ctx, data, lines)
+
+
+@click.command()
+@click.argument("dispatch_id", type=int)
+@click.pass_context
+def correct(ctx: click.Context, dispatch_id: int) -> None:
+    """Replace a sent post with the content's newer approved revision: edit where the platform can,
+    else post a correction naming the original; relay admins get the new text."""
+    from broadcaster import correction
+    from broadcaster.bootstrap import sender_factories
+    from content.render import render_revision
+
+    async def work(app: App) -> dict[str, Any]:
+        async with app.transaction() as s:
+            actor = await users.get_actor(s, app.settings.user)
+        senders, relay = sender_factories(app.settings)
+        report = await correction.correct(
+            app, actor, dispatch_id, senders=senders, relay=relay, render=render_revision
+        )
+        return report.to_dict()
+
+    data = run(ctx, work)
+    lines = [
+        f"dispatch {dispatch_id} corrected to revision {data['revision']}: {data['edited']} edited in place, "
+        f"{data['correction_posts']} correction posts, {data['admins_told']} relay groups' admins told, "
+        f"{data['failed']} failed"
     ]
     lines += [f"  error: {e}" for e in data["errors"]]
     emit(ctx, data, lines)

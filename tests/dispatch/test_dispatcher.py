@@ -275,3 +275,34 @@ async def test_recall_deletes_marks_and_tells_admins(app: App, tmp_path: Path) -
         assert zalo.last_error is not None and zalo.last_error.startswith("recalled, NOT deleted")
     with pytest.raises(WorkflowError, match="already recalled"):
         await recall(app, ed, dispatch_id, senders=lambda a: platforms[a.platform], relay=relay)
+
+
+async def test_correction_edits_where_possible_else_posts_a_correction(app: App, tmp_path: Path) -> None:
+    from broadcaster.correction import correct
+    from broadcaster.errors import WorkflowError
+
+    dispatch_id = await _world(app, tmp_path)
+    platforms = _memories()
+    platforms["zalo"].can_edit = False  # as Zalo OA
+    await _dispatcher(app, platforms).run(asyncio.Event(), until_idle=True)
+    ed, ap = await actor(app, "ed"), await actor(app, "ap")
+    relay = lambda channels: RelaySender(channels, lambda key: f"https://x/r/{key}")  # noqa: E731
+
+    async def fix() -> object:
+        return await correct(
+            app, ed, dispatch_id, senders=lambda a: platforms[a.platform], relay=relay, render=render_revision
+        )
+
+    with pytest.raises(WorkflowError, match="have the new revision approved"):
+        await fix()
+    async with app.transaction() as s:
+        await workflow.edit(s, ed, 1, body="Chào {unit_name}, giờ làm việc từ 7:30", max_bytes=1)
+        await workflow.submit(s, ed, 1)
+    async with app.transaction() as s:
+        await workflow.approve(s, ap, 1)
+    report = await fix()
+    assert (report.edited, report.correction_posts, report.admins_told, report.failed) == (3, 1, 1, 0)  # type: ignore[attr-defined]
+    edited = next(iter(platforms["telegram"].edits.values()))[0]
+    assert "giờ làm việc từ 7:30" in edited.parts[0]
+    posted = platforms["zalo"].sent["gmf-1"][-1]
+    assert posted.parts[0].startswith("Đính chính: Tin\n\nChào Xã Mù Cả, giờ làm việc từ 7:30")
