@@ -274,6 +274,29 @@ class Delivery(SQLModel, table=True):
     updated_at: datetime = _ts()
 
 
+class Campaign(SQLModel, table=True):
+    """A named series of posts sent on a recurrence (RFC 5545 RRULE in Asia/Ho_Chi_Minh): each
+    occurrence dispatches the next post of the series."""
+
+    __tablename__ = "campaign"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    posts: list[int] = _json_list()
+    rrule: str = Field(max_length=500)
+    starts_at: datetime = Field(sa_type=UTCDateTime)
+    scope: list[str] = _json_list()
+    tiers: list[str] = _json_list()
+    platforms: list[str] = _json_list()
+    waves: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    quiet_hours: str = Field(default="21:00-06:00", max_length=20)
+    created_by: int = Field(foreign_key="app_user.id")
+    status: str = Field(default="active", max_length=16)
+    next_post: int = 0
+    last_occurrence: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = _ts()
+
+
 class AccountLease(SQLModel, table=True):
     """Which worker sends for an account until when: one at a time, so the account's rate limit holds
     across workers; taken over when it expires (its worker died)."""

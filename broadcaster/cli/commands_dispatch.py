@@ -42,11 +42,19 @@ def worker(
         dispatcher = make_dispatcher(
             app, concurrency=concurrency, batch=batch, lease_seconds=lease, unknown_policy=unknown_policy
         )
+        from scheduler import campaigns
+
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        stats = await dispatcher.run(stop, until_idle=until_idle)
+        await campaigns.run_due(app)  # occurrences that came while no worker ran
+        scheduler = asyncio.create_task(campaigns.loop(app, stop))
+        try:
+            stats = await dispatcher.run(stop, until_idle=until_idle)
+        finally:
+            stop.set()
+            await scheduler
         return {
             "worker": dispatcher.worker_id,
             "claimed": stats.claimed,

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from broadcaster import __version__
 from broadcaster.cli import (
+    commands_campaigns,
     commands_content,
     commands_core,
     commands_demo,
@@ -51,6 +52,7 @@ for module in (
     commands_groups,
     commands_content,
     commands_dispatch,
+    commands_campaigns,
     commands_demo,
     commands_sandbox,
 ):
