@@ -127,14 +127,14 @@ async def plan(
     at: datetime | None = None,
     again: bool = False,
     waves: Mapping[str, int] | None = None,
-    adjust: Callable[[datetime], datetime] | None = None,
+    adjust: Callable[[str, datetime], datetime] | None = None,
     adjust_key: str = "",
 ) -> PlanResult:
     """Create (or find) the dispatch and plan its deliveries. The caller commits.
 
-    ``waves`` delays tiers by minutes after the send time; ``adjust`` moves a due time (the scheduler's
-    quiet hours, named by ``adjust_key`` in the dispatch's identity). Each tier's due time becomes its
-    deliveries' ``next_attempt_at``."""
+    ``waves`` delays tiers by minutes after the send time; ``adjust(level, due)`` moves a due time (the
+    scheduler's quiet hours, per tier, named by ``adjust_key`` in the dispatch's identity). Each tier's
+    due time becomes its deliveries' ``next_attempt_at``."""
     actor.require(Permission.SEND)
     now = utcnow()
     if at is not None and at < now - PAST_TOLERANCE:
@@ -197,7 +197,7 @@ async def plan(
     added = 0
     for level, ids in by_level.items():
         due = when + timedelta(minutes=offsets.get(level, 0))
-        due = adjust(due) if adjust is not None else due
+        due = adjust(level, due) if adjust is not None else due
         added += await _insert_deliveries(
             session, dispatch_id, sorted(ids), chosen, now, due if due > now else None
         )

@@ -28,7 +28,7 @@ from broadcaster.sqltypes import utcnow
 from broadcaster.timeutil import LOCAL_TZ
 from broadcaster.unit_tree import load_tree
 from broadcaster.users import Actor, Permission, get_actor
-from scheduler.timing import parse_quiet
+from scheduler.timing import parse_quiet_plan
 
 log = logging.getLogger("cns.scheduler")
 _EPSILON = timedelta(seconds=1)
@@ -69,7 +69,7 @@ async def add_campaign(
     for post in posts:
         if await session.get(ContentItem, post) is None:
             raise NotFound(f"unknown content {post}")
-    parse_quiet(quiet_hours)
+    parse_quiet_plan(quiet_hours)
     tree = await load_tree(session, starts_at.astimezone(LOCAL_TZ).date())
     for code in scope:
         actor.require_within(tree, tree.get(code).id, "campaign")
@@ -172,7 +172,7 @@ async def _occur(app: App, campaign_id: int, occurrence: datetime, skipped: int)
         campaign.next_post += 1
         if campaign.next_post >= len(campaign.posts):
             campaign.status = "ended"
-        quiet = parse_quiet(campaign.quiet_hours)
+        quiet = parse_quiet_plan(campaign.quiet_hours)
         result = await planning.plan(
             s,
             actor,

@@ -64,3 +64,41 @@ def parse_waves(text: str) -> dict[str, int]:
             raise InputError(f"wave {item!r}: use TIER=MINUTES, e.g. commune=15,village=30")
         waves[name.strip().lower()] = int(minutes)
     return waves
+
+
+@dataclass(frozen=True, slots=True)
+class QuietPlan:
+    """Quiet hours for every tier, with per-tier exceptions (a tier mapped to None has none)."""
+
+    default: QuietHours | None
+    tiers: tuple[tuple[str, QuietHours | None], ...] = ()
+
+    def for_tier(self, level: str) -> QuietHours | None:
+        return dict(self.tiers).get(level, self.default)
+
+    def after(self, level: str, moment: datetime) -> datetime:
+        hours = self.for_tier(level)
+        return hours.after(moment) if hours is not None else moment
+
+    def describe(self) -> str:
+        parts = [self.default.describe() if self.default else "off"]
+        parts += [f"{tier}={hours.describe() if hours else 'off'}" for tier, hours in self.tiers]
+        return ",".join(parts)
+
+
+def parse_quiet_plan(text: str) -> QuietPlan | None:
+    """``21:00-06:00`` for all tiers, ``off``, or with exceptions: ``21:00-06:00,village=20:00-07:00,
+    province=off``. None when no tier has quiet hours."""
+    default: QuietHours | None = None
+    tiers: list[tuple[str, QuietHours | None]] = []
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        tier, sep, hours = item.partition("=")
+        if sep:
+            tiers.append((tier.strip().lower(), parse_quiet(hours)))
+        else:
+            default = parse_quiet(item)
+    if default is None and not any(hours for _, hours in tiers):
+        return None
+    return QuietPlan(default, tuple(tiers))

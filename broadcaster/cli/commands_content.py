@@ -267,7 +267,8 @@ def _codes(value: str | None) -> list[str]:
     "quiet",
     default="21:00-06:00",
     show_default=True,
-    help="Local hours with no posts (a send that falls inside waits for their end), or off.",
+    help="Local hours with no posts (a send inside waits for their end), or off; per tier: "
+    "21:00-06:00,village=20:00-07:00,province=off.",
 )
 @click.pass_context
 def send(
@@ -282,11 +283,11 @@ def send(
     quiet: str,
 ) -> None:
     """Plan a dispatch of approved content: one delivery per group in the audience (idempotent)."""
-    from scheduler.timing import parse_quiet, parse_waves
+    from scheduler.timing import parse_quiet_plan, parse_waves
 
     when = parse_time(at) if at else None
     offsets = parse_waves(waves)
-    hours = parse_quiet(quiet)
+    hours = parse_quiet_plan(quiet)
 
     async def work(app: App) -> dict[str, Any]:
         async with app.transaction() as session:

@@ -138,7 +138,7 @@ async def test_scheduled_dispatch_keeps_its_time(app: App, tmp_path: Path) -> No
 async def test_tier_waves_and_quiet_hours(app: App, tmp_path: Path) -> None:
     from datetime import datetime
 
-    from scheduler.timing import QuietHours, parse_quiet, parse_waves
+    from scheduler.timing import QuietHours, parse_quiet, parse_quiet_plan, parse_waves
 
     cid = await _world(app, tmp_path)
     local_now = utcnow().astimezone(planning.LOCAL_TZ)
@@ -152,7 +152,7 @@ async def test_tier_waves_and_quiet_hours(app: App, tmp_path: Path) -> None:
         ["12"],
         at=ten_am,
         waves=parse_waves("commune=15,village=30"),
-        adjust=quiet.after,
+        adjust=lambda level, due: quiet.after(due),
         adjust_key="quiet 21:00-06:00",
     )
     async with app.transaction() as s:
@@ -176,7 +176,7 @@ async def test_tier_waves_and_quiet_hours(app: App, tmp_path: Path) -> None:
         ["12"],
         at=late,
         waves={"village": 30},
-        adjust=quiet.after,
+        adjust=lambda level, due: quiet.after(due),
         adjust_key="quiet 21:00-06:00",
     )
     async with app.transaction() as s:
@@ -201,3 +201,11 @@ async def test_tier_waves_and_quiet_hours(app: App, tmp_path: Path) -> None:
     noon = ten_am.replace(hour=12, minute=30)
     assert day_quiet.after(noon) == noon.replace(hour=13, minute=0)
     assert day_quiet.after(ten_am) == ten_am
+    plan = parse_quiet_plan("21:00-06:00,village=20:00-07:00,province=off")
+    assert plan is not None
+    night = ten_am.replace(hour=20, minute=30)
+    assert plan.after("province", night) == night
+    assert plan.after("commune", night) == night  # 20:30 is before 21:00
+    assert plan.after("village", night) == (night + timedelta(days=1)).replace(hour=7, minute=0)
+    assert plan.describe() == "21:00-06:00,village=20:00-07:00,province=off"
+    assert parse_quiet_plan("off") is None
