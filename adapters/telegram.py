@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from telegram import Bot, InputMediaDocument, InputMediaPhoto, Message
@@ -44,6 +45,7 @@ from broadcaster.ports import Media, RenderedMessage, SendResult, Target
 from broadcaster.secrets import Secret, redact_text
 
 DEFAULT_BASE_URL = "https://api.telegram.org"
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 PHOTO_MAX = 10 * 1024 * 1024  # Bot API upload limits (a local Bot API server allows more)
 FILE_MAX = 50 * 1024 * 1024
 ALBUM_MAX = 10
@@ -132,6 +134,7 @@ class AiohttpRequest(BaseRequest):
         connect = self._connect_timeout if connect_timeout is BaseRequest.DEFAULT_NONE else connect_timeout
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
         data: Any = None
+        headers: dict[str, str] | None = None
         if request_data is not None:
             files = request_data.multipart_data
             if files:
@@ -142,10 +145,15 @@ class AiohttpRequest(BaseRequest):
                     payload = content if isinstance(content, bytes) else content.read()
                     form.add_field(name, payload, filename=filename, content_type=mime)
                 data = form
-            else:
-                data = request_data.json_parameters or None
+            elif request_data.json_parameters:
+                # Encoded here: handing aiohttp a dict makes it build a FormData (and a multipart
+                # writer with a random boundary) for every request, a third of the client's CPU.
+                data = urlencode(request_data.json_parameters).encode()
+                headers = _FORM
         try:
-            async with self._session.request(method, url, data=data, timeout=timeout) as response:
+            async with self._session.request(
+                method, url, data=data, headers=headers, timeout=timeout
+            ) as response:
                 return response.status, await response.read()
         except TimeoutError as exc:
             raise TimedOut from exc

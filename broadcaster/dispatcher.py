@@ -58,7 +58,7 @@ from broadcaster.ports import Media, RenderedMessage, Sender
 from broadcaster.ratelimit import Limits, LocalLimit
 from broadcaster.retry import RetryPolicy
 from broadcaster.sqltypes import UTCDateTime, utcnow
-from broadcaster.targets import target_for
+from broadcaster.targets import target_for, variables_for
 from broadcaster.unit_tree import UnitTree, load_tree
 
 log = logging.getLogger("cns.dispatcher")
@@ -106,6 +106,7 @@ class _Context:
     revision: ContentRevision
     media: list[Media]
     tree: UnitTree
+    variables: dict[int, dict[str, str]] = field(default_factory=dict)  # per unit, computed once
 
 
 @dataclass(slots=True)
@@ -448,7 +449,10 @@ class Dispatcher:
         accounts: Mapping[int, Account],
         ctx: _Context,
     ) -> tuple[str, ...]:
-        target = target_for(group, ctx.tree)
+        variables = ctx.variables.get(group.unit_id)
+        if variables is None:
+            variables = ctx.variables[group.unit_id] = variables_for(ctx.tree, group.unit_id)
+        target = target_for(group, ctx.tree, variables)
         sender = self._relay(group, accounts) if group.mode == "relay" else self._sender(account)
         message = self.render(group.platform, ctx.revision, ctx.media, target.variables)
         try:

@@ -28,12 +28,13 @@ def variables_for(tree: UnitTree, unit_id: int) -> dict[str, str]:
     return values
 
 
-def target_for(group: ChatGroup, tree: UnitTree) -> Target:
+def target_for(group: ChatGroup, tree: UnitTree, variables: dict[str, str] | None = None) -> Target:
+    """The adapter's view of a group; ``variables`` may be passed in when the caller caches them."""
     return Target(
         platform=group.platform,
         external_id=group.external_id,
         title=group.title,
         mode=group.mode,
         admins=tuple(Admin(a["name"], a["channel"], a["address"]) for a in group.admins),
-        variables=variables_for(tree, group.unit_id),
+        variables=variables if variables is not None else variables_for(tree, group.unit_id),
     )
