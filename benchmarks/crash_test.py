@@ -25,23 +25,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from sqlalchemy import func, select
-
 from benchmarks import world
-from broadcaster.bootstrap import App
-from broadcaster.models import Delivery
-from broadcaster.settings import Settings
-
-
-async def _counts(url: str) -> tuple[dict[str, int], int]:
-    app = await App.open(Settings(database_url=url))
-    try:
-        async with app.transaction() as s:
-            rows = await s.execute(select(Delivery.state, func.count()).group_by(Delivery.state))  # type: ignore[call-overload]
-            resent = (await s.execute(select(func.sum(Delivery.resent_unknown)))).scalar_one()  # type: ignore[arg-type]
-            return dict(rows.all()), int(resent or 0)
-    finally:
-        await app.close()
 
 
 def main() -> None:
@@ -87,11 +71,11 @@ def main() -> None:
                 time.sleep(rng.uniform(1.5, 3.5))
                 worker.send_signal(signal.SIGKILL)
                 worker.communicate()
-                states, _ = asyncio.run(_counts(url))
+                states, _ = asyncio.run(world.delivery_counts(url))
                 in_flight.append(states.get("sending", 0))
             last = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
             elapsed = time.perf_counter() - started
-            states, resent = asyncio.run(_counts(url))
+            states, resent = asyncio.run(world.delivery_counts(url))
             with urllib.request.urlopen(f"{base}/__sim/messages") as response:
                 messages = json.load(response)
         finally:

@@ -97,3 +97,19 @@ async def build(work: Path, url: str, base: str, n: int, *, rate: float | None =
         await workflow.approve(s, ap, item.id or 0)
         plan = await planning.plan(s, ed, item.id or 0, ["12"], tiers=["village"])
     return app, plan.total
+
+
+async def delivery_counts(url: str) -> tuple[dict[str, int], int]:
+    """Deliveries per state in the database at ``url``, and how many were re-sent after a crash."""
+    from sqlalchemy import func, select
+
+    from broadcaster.models import Delivery
+
+    app = await App.open(Settings(database_url=url))
+    try:
+        async with app.transaction() as s:
+            rows = await s.execute(select(Delivery.state, func.count()).group_by(Delivery.state))  # type: ignore[call-overload]
+            resent = (await s.execute(select(func.sum(Delivery.resent_unknown)))).scalar_one()  # type: ignore[arg-type]
+            return dict(rows.all()), int(resent or 0)
+    finally:
+        await app.close()

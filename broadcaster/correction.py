@@ -8,7 +8,6 @@ text to post again. The new revision must have been approved: a correction is co
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from broadcaster import audit
 from broadcaster.bootstrap import App
 from broadcaster.dispatch_control import _check_scope, _dispatch
 from broadcaster.errors import DeliveryError, NotSupported, WorkflowError
+from broadcaster.followup import SenderPool, Tally
 from broadcaster.models import Account, ChatGroup, ContentItem, ContentRevision, Delivery, pk
 from broadcaster.ports import Media, RenderedMessage, Sender
 from broadcaster.recall import OUT
@@ -40,11 +40,7 @@ class CorrectionReport:
     correction_posts: int = 0
     admins_told: int = 0
     failed: int = 0
-    by_platform: dict[str, Counter[str]] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-
-    def note(self, platform: str, what: str) -> None:
-        self.by_platform.setdefault(platform, Counter())[what] += 1
+    tally: Tally = field(default_factory=Tally)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,8 +50,7 @@ class CorrectionReport:
             "correction_posts": self.correction_posts,
             "admins_told": self.admins_told,
             "failed": self.failed,
-            "by_platform": {p: dict(c) for p, c in self.by_platform.items()},
-            "errors": self.errors[:20],
+            **self.tally.to_dict(),
         }
 
 
@@ -122,33 +117,25 @@ async def correct(
         sha256=new.sha256,
         author_id=new.author_id,
     )
-    cache: dict[int, Sender] = {}
-
-    def sender_of(account: Account) -> Sender:
-        if pk(account.id) not in cache:
-            cache[pk(account.id)] = senders(account)
-        return cache[pk(account.id)]
-
+    pool = SenderPool(senders)
     try:
         for delivery, group in rows:
             target = target_for(group, tree)
             account = accounts[group.account_id]
             try:
                 if group.mode == "relay":
-                    channels = {a.platform: sender_of(a) for a in accounts.values() if a.status == "active"}
                     message = render(group.platform, new, [], target.variables)
-                    await relay(channels).edit(target, ",".join(delivery.message_ids), message)
+                    await relay(pool.channels(accounts)).edit(target, ",".join(delivery.message_ids), message)
                     report.admins_told += 1
                     outcome = "corrected: the relay admins got the new text"
                 else:
                     outcome = await _edit_or_post(
-                        sender_of(account), target, delivery, group, new, notice, render, report
+                        pool.get(account), target, delivery, group, new, notice, render, report
                     )
-                report.note(group.platform, outcome.split(": ", 1)[1])
+                report.tally.note(group.platform, outcome.split(": ", 1)[1])
             except DeliveryError as exc:
                 report.failed += 1
-                report.note(group.platform, "failed")
-                report.errors.append(f"group {group.title!r}: {exc.reason}")
+                report.tally.fail(group.platform, group.title, exc.reason)
                 outcome = f"correction failed: {exc.reason}"
             async with app.transaction() as s:
                 await s.execute(
@@ -157,8 +144,7 @@ async def correct(
                     .values(last_error=outcome[:500], updated_at=utcnow())
                 )
     finally:
-        for sender in cache.values():
-            await sender.close()
+        await pool.close()
     return report
 
 

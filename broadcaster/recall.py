@@ -21,6 +21,7 @@ from broadcaster import audit
 from broadcaster.bootstrap import App
 from broadcaster.dispatch_control import PENDING, _check_scope, _dispatch
 from broadcaster.errors import DeliveryError, NotSupported, WorkflowError
+from broadcaster.followup import SenderPool, Tally
 from broadcaster.models import Account, ChatGroup, Delivery, pk
 from broadcaster.ports import Sender
 from broadcaster.sqltypes import utcnow
@@ -39,11 +40,11 @@ class RecallReport:
     admins_told: int = 0
     not_deletable: int = 0
     failed: int = 0
-    by_platform: dict[str, Counter[str]] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)
 
-    def note(self, platform: str, what: str) -> None:
-        self.by_platform.setdefault(platform, Counter())[what] += 1
+    @property
+    def by_platform(self) -> dict[str, Counter[str]]:
+        return self.tally.by_platform
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,8 +54,7 @@ class RecallReport:
             "admins_told": self.admins_told,
             "not_deletable": self.not_deletable,
             "failed": self.failed,
-            "by_platform": {p: dict(c) for p, c in self.by_platform.items()},
-            "errors": self.errors[:20],
+            **self.tally.to_dict(),
         }
 
 
@@ -98,19 +98,11 @@ async def recall(
         ).all()
         accounts = {pk(a.id): a for a in (await s.execute(select(Account))).scalars()}
         tree = await load_tree(s, dispatch.as_of)
-    cache: dict[int, Sender] = {}
-
-    def sender_of(account: Account) -> Sender:
-        if pk(account.id) not in cache:
-            cache[pk(account.id)] = senders(account)
-        return cache[pk(account.id)]
-
+    pool = SenderPool(senders)
     try:
         for delivery, group in rows:
             account = accounts[group.account_id]
-            outcome, note = await _take_back(
-                delivery, group, account, accounts, tree, sender_of, relay, report
-            )
+            outcome, note = await _take_back(delivery, group, account, accounts, tree, pool, relay, report)
             async with app.transaction() as s:
                 await s.execute(
                     update(Delivery)
@@ -122,8 +114,7 @@ async def recall(
                     )
                 )
     finally:
-        for sender in cache.values():
-            await sender.close()
+        await pool.close()
     return report
 
 
@@ -133,28 +124,26 @@ async def _take_back(
     account: Account,
     accounts: Mapping[int, Account],
     tree: Any,
-    sender_of: Callable[[Account], Sender],
+    pool: SenderPool,
     relay: Callable[[Mapping[str, Sender]], Sender],
     report: RecallReport,
 ) -> tuple[str, str]:
     target = target_for(group, tree)
     try:
         if group.mode == "relay":
-            channels = {a.platform: sender_of(a) for a in accounts.values() if a.status == "active"}
-            await relay(channels).delete(target, tuple(delivery.message_ids))
+            await relay(pool.channels(accounts)).delete(target, tuple(delivery.message_ids))
             report.admins_told += 1
-            report.note(group.platform, "admins told")
+            report.tally.note(group.platform, "admins told")
             return "told", "recalled: the relay admins were asked to remove the post"
-        await sender_of(account).delete(target, tuple(delivery.message_ids))
+        await pool.get(account).delete(target, tuple(delivery.message_ids))
         report.deleted += 1
-        report.note(group.platform, "deleted")
+        report.tally.note(group.platform, "deleted")
         return "deleted", "recalled: deleted on the platform"
     except NotSupported as exc:
         report.not_deletable += 1
-        report.note(group.platform, "cannot delete")
+        report.tally.note(group.platform, "cannot delete")
         return "marked", f"recalled, NOT deleted: {exc.reason}; remove it by hand"
     except DeliveryError as exc:
         report.failed += 1
-        report.note(group.platform, "failed")
-        report.errors.append(f"group {group.title!r}: {exc.reason}")
+        report.tally.fail(group.platform, group.title, exc.reason)
         return "failed", f"recall failed: {exc.reason}"

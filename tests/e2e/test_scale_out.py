@@ -14,30 +14,14 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from sqlalchemy import func, select
-
 from benchmarks import world
-from broadcaster.models import Delivery
 
 GROUPS = 4000
 CONCURRENCY = 16
 
 
 def _states(url: str) -> tuple[dict[str, int], int]:
-    async def read() -> tuple[dict[str, int], int]:
-        from broadcaster.bootstrap import App
-        from broadcaster.settings import Settings
-
-        app = await App.open(Settings(database_url=url))
-        try:
-            async with app.transaction() as s:
-                rows = await s.execute(select(Delivery.state, func.count()).group_by(Delivery.state))  # type: ignore[call-overload]
-                resent = (await s.execute(select(func.sum(Delivery.resent_unknown)))).scalar_one()  # type: ignore[arg-type]
-                return dict(rows.all()), int(resent or 0)
-        finally:
-            await app.close()
-
-    return asyncio.run(read())
+    return asyncio.run(world.delivery_counts(url))
 
 
 def test_three_workers_one_killed(pg_url: str, tmp_path: Path) -> None:
