@@ -146,6 +146,7 @@ def make_dispatcher(app: App, **options: Any) -> Dispatcher:
     from content.render import render_revision
 
     senders, relay = sender_factories(app.settings)
+    options.setdefault("track", link_tracker(app.settings))
     return Dispatcher(
         app,
         senders=senders,
@@ -154,3 +155,34 @@ def make_dispatcher(app: App, **options: Any) -> Dispatcher:
         public_url=app.settings.public_url,
         **options,
     )
+
+
+def link_tracker(settings: Settings) -> Callable[[int], Callable[[str], str]]:
+    """Per delivery, each link of the post becomes ``{CNS_PUBLIC_URL}/l/{code}`` (``cns serve``)."""
+    from broadcaster.links import link_code
+
+    base, secret = settings.public_url.rstrip("/"), link_key(settings)
+
+    def for_delivery(delivery_id: int) -> Callable[[str], str]:
+        return lambda url: f"{base}/l/{link_code(secret, delivery_id, url)}"
+
+    return for_delivery
+
+
+def link_key(settings: Settings) -> bytes:
+    return (settings.link_secret or f"unset:{settings.database_url}").encode()
+
+
+def hook_codecs() -> dict[str, Any]:
+    """Each platform's webhook reader (``adapters.hooks``), by platform name."""
+    from adapters.hooks import facebook, telegram, webhook, zalo
+
+    return {codec.platform: codec for codec in (telegram.CODEC, zalo.CODEC, facebook.CODEC, webhook.CODEC)}
+
+
+def make_web_app(app: App, *, process: bool = True) -> Any:
+    """The ``cns serve`` application over ``app`` (an ``aiohttp.web.Application``)."""
+    from broadcaster.web.server import create_app
+    from content.render import revision_links
+
+    return create_app(app, hook_codecs(), revision_links, process=process)

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import JSON, and_, bindparam, case, delete, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -42,6 +42,7 @@ from broadcaster.errors import (
     TargetMigrated,
     TransientError,
 )
+from broadcaster.group_events import PENDING, mark_unreachable, migrate_group
 from broadcaster.models import (
     Account,
     AccountLease,
@@ -63,7 +64,6 @@ from broadcaster.unit_tree import UnitTree, load_tree
 
 log = logging.getLogger("cns.dispatcher")
 
-PENDING = ("planned", "queued", "errored", "unknown")
 FINAL = ("sent", "failed", "skipped", "recalled", "awaiting_confirmation", "confirmed")
 _T = Delivery.__table__  # type: ignore[attr-defined]
 _OUTCOME_UPDATE = (
@@ -82,7 +82,21 @@ _OUTCOME_UPDATE = (
         updated_at=bindparam("b_now", type_=UTCDateTime),
     )
 )
-RenderFn = Callable[[str, ContentRevision, Sequence[Media], Mapping[str, str]], RenderedMessage]
+
+
+class RenderFn(Protocol):
+    def __call__(
+        self,
+        platform: str,
+        revision: ContentRevision,
+        media: Sequence[Media],
+        variables: Mapping[str, str],
+        limit: int | None = None,
+        track: Callable[[str], str] | None = None,
+    ) -> RenderedMessage: ...
+
+
+TrackFn = Callable[[int], Callable[[str], str]]  # delivery id -> (url -> its tracked link)
 SenderFactory = Callable[[Account], Sender]
 RelayFactory = Callable[[Mapping[str, Sender]], Sender]
 
@@ -139,6 +153,7 @@ class Dispatcher:
         flush_every: int = 64,
         flush_interval: float = 0.02,
         public_url: str | None = None,
+        track: TrackFn | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         if unknown_policy not in {"resend", "hold"}:
@@ -146,6 +161,7 @@ class Dispatcher:
         self.app = app
         self.make_sender = senders
         self.render = render
+        self.track = track
         self.make_relay = relay
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.batch = batch
@@ -454,7 +470,8 @@ class Dispatcher:
             variables = ctx.variables[group.unit_id] = variables_for(ctx.tree, group.unit_id)
         target = target_for(group, ctx.tree, variables)
         sender = self._relay(group, accounts) if group.mode == "relay" else self._sender(account)
-        message = self.render(group.platform, ctx.revision, ctx.media, target.variables)
+        track = self.track(delivery_id) if self.track is not None else None
+        message = self.render(group.platform, ctx.revision, ctx.media, target.variables, track=track)
         try:
             await self.limits.account(pk(account.id), account.platform, account.settings).acquire(
                 self.max_rate_wait
@@ -541,32 +558,12 @@ class Dispatcher:
     async def _side_effects(self, s: AsyncSession, o: Outcome, error: DeliveryError, now: datetime) -> None:
         if isinstance(error, TargetGone):
             group = await s.get(ChatGroup, o.group_id)
-            if group is not None and group.status == "active":
-                group.status, group.updated_at = "unreachable", now
-                s.add(
-                    Alert(
-                        kind="group_unreachable",
-                        group_id=o.group_id,
-                        message=f"group {group.title!r} ({group.platform} {group.external_id}): "
-                        f"{error.reason}",
-                    )
-                )
-                await s.execute(
-                    update(Delivery)
-                    .where(col(Delivery.group_id) == o.group_id, col(Delivery.state).in_(PENDING))
-                    .values(state="skipped", last_error="group unreachable", updated_at=now)
-                )
+            if group is not None:
+                await mark_unreachable(s, group, error.reason, now)
         elif isinstance(error, TargetMigrated):
             group = await s.get(ChatGroup, o.group_id)
             if group is not None:
-                s.add(
-                    Alert(
-                        kind="group_migrated",
-                        group_id=o.group_id,
-                        message=f"group {group.title!r} moved from {group.external_id} to {error.new_id}",
-                    )
-                )
-                group.external_id, group.updated_at = error.new_id, now
+                migrate_group(s, group, error.new_id, now)
         elif isinstance(error, AuthFailed):
             account = await s.get(Account, o.account_id)
             if account is not None and account.status == "active":

@@ -101,3 +101,21 @@ class TargetMigrated(DeliveryError):
 
 class AuthFailed(DeliveryError):
     """The account's credentials were refused: pause the account and hold its deliveries."""
+
+
+class HookRejected(CnsError):
+    """An inbound webhook request that is not accepted; ``status`` is the HTTP answer (never 5xx)."""
+
+    status = 400
+
+
+class BadSignature(HookRejected):
+    """Not signed by the account's secret, or outside the replay window: 401, nothing stored."""
+
+    status = 401
+
+
+class BadPayload(HookRejected):
+    """Not the JSON the platform sends: 400, nothing stored."""
+
+    status = 400

@@ -196,3 +196,17 @@ async def _successors(session: AsyncSession, unit_ids: set[int]) -> dict[int, li
     for old_id, unit in rows:
         out[old_id].append({"code": unit.code, "name": unit.name, "level": unit.level})
     return out
+
+
+async def match_title(session: AsyncSession, title: str, as_of: date) -> tuple[UnitNode | None, str]:
+    """The unit a group title names under the convention, and how: ``exact`` (its name or a legal
+    alias), ``fuzzy`` (a close spelling) or ``none`` (no unit, or not a ``CNS_`` title)."""
+    parsed = parse_title(title)
+    if parsed is None:
+        return None, "none"
+    index = _Index(await load_tree(session, as_of), await aliases_of(session))
+    exact = index.by_key.get(parsed.key)
+    if exact:
+        return sorted(exact, key=lambda n: n.code)[0], "exact"
+    node = index.likely(parsed.key, None)
+    return node, ("fuzzy" if node is not None else "none")

@@ -270,8 +270,112 @@ class Delivery(SQLModel, table=True):
     lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resent_unknown: int = 0  # times re-sent after a crash left it "unknown": the possible duplicates
+    confirmed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # relay: the admin posted it
+    reminders: int = 0  # relay: reminders sent to the admins so far
+    escalated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # relay: commune team told
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
+
+
+class InboundEvent(SQLModel, table=True):
+    """One webhook request as received, stored before it is answered (persist first, process after).
+
+    ``key`` is the platform's event id (Telegram ``update_id``, ``webhook-id``, Zalo ``msg_id``, a hash of
+    Meta's body), unique per account, so a redelivered event is stored once. ``body`` is the raw bytes,
+    purged after the retention period; ``actor_hash`` lets a person's data be found and deleted.
+    """
+
+    __tablename__ = "inbound_event"
+    __table_args__ = (
+        UniqueConstraint("account_id", "key"),
+        Index("ix_inbound_event_status_id", "status", "id"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    account_id: int = Field(sa_column=Column(Integer, ForeignKey("account.id"), nullable=False))
+    platform: str = Field(max_length=16)
+    key: str = Field(max_length=200)
+    received_at: datetime = _ts(index=True)
+    status: str = Field(default="pending", max_length=16)  # pending, done, unmatched, ignored, failed
+    body: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    actor_hash: str | None = Field(default=None, max_length=64, index=True)
+    note: str | None = Field(default=None, max_length=500)
+    processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Interaction(SQLModel, table=True):
+    """What people did with a post: a reply, a reaction, a click, a relay confirmation, a read count.
+
+    Linked to the delivery when the platform says which message it answers; ``actor_hash`` is a keyed
+    hash of the platform user id (never the id itself). ``count`` is +1 for one person's action, -1 for a
+    reaction taken back, or a delta of an anonymous counter (Telegram channel reaction counts)."""
+
+    __tablename__ = "interaction"
+    __table_args__ = (Index("ix_interaction_unit_at", "unit_id", "at"),)
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    kind: str = Field(max_length=16)  # reply, reaction, click, confirmation, read
+    at: datetime = _ts(index=True)
+    platform: str = Field(max_length=16)
+    account_id: int | None = Field(default=None, foreign_key="account.id")
+    group_id: int | None = Field(default=None, foreign_key="chat_group.id", index=True)
+    unit_id: int | None = Field(default=None, foreign_key="unit.id")
+    delivery_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("delivery.id"), index=True)
+    )
+    dispatch_id: int | None = Field(default=None, foreign_key="dispatch.id", index=True)
+    event_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("inbound_event.id")))
+    actor_hash: str | None = Field(default=None, max_length=64, index=True)
+    text: str | None = None
+    value: str | None = Field(default=None, max_length=64)
+    count: int = 1
+    external_id: str | None = Field(default=None, max_length=128)
+
+
+class MemberSnapshot(SQLModel, table=True):
+    """A group's member (or Page follower) count as the platform reported it at ``at``. A group with
+    no snapshot has an unknown count, never 0."""
+
+    __tablename__ = "member_snapshot"
+    __table_args__ = (Index("ix_member_snapshot_group_at", "group_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    group_id: int = Field(foreign_key="chat_group.id")
+    at: datetime = _ts()
+    members: int
+    source: str = Field(max_length=32)
+
+
+class GroupSuggestion(SQLModel, table=True):
+    """A group our bot was added to that is not registered yet: matched to a unit by its title, for an
+    admin to confirm (``cns groups suggestions``)."""
+
+    __tablename__ = "group_suggestion"
+    __table_args__ = (UniqueConstraint("account_id", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id")
+    platform: str = Field(max_length=16)
+    external_id: str = Field(max_length=128)
+    title: str = Field(max_length=255)
+    unit_id: int | None = Field(default=None, foreign_key="unit.id")
+    match: str = Field(default="none", max_length=16)  # exact, alias, fuzzy, none
+    status: str = Field(default="pending", max_length=16)  # pending, accepted, dismissed
+    at: datetime = _ts()
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the JSON API, acting as its user (role and scope). Only its hash is stored."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="app_user.id", index=True)
+    name: str = Field(max_length=64)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = _ts()
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Campaign(SQLModel, table=True):

@@ -7,9 +7,10 @@ target on one platform; a :class:`Sender` (``adapters.*``) moves it over the wir
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,3 +129,54 @@ class Sender(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+SIGNAL_KINDS = (
+    "reply",  # a person answered one of our messages (or commented on our Page post)
+    "reaction",  # a person reacted; count +1, -1 when taken back, 0 when changed
+    "reaction_count",  # an anonymous total for a message (Telegram channels)
+    "read",  # a cumulative read count reported by a bridge
+    "members",  # the group's member count now
+    "bot_removed",  # our bot / OA is no longer in the group
+    "bot_added",  # our bot / OA was added to a group
+    "migrated",  # the group moved to a new id (``value``)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One thing a platform told us through its webhook, in platform-neutral terms.
+
+    ``chat_id`` is the platform's id of the group (page, endpoint); ``message_id`` the id of our message
+    it refers to; ``delivery_key`` our own delivery key where the platform echoes it (signed webhooks);
+    ``user_id`` the platform's id of the person (pseudonymised before it is stored).
+    """
+
+    kind: str
+    chat_id: str | None = None
+    message_id: str | None = None
+    delivery_key: str | None = None
+    user_id: str | None = None
+    text: str | None = None
+    value: str | None = None
+    count: int = 1
+    external_id: str | None = None
+    title: str | None = None
+    at: datetime | None = None
+
+
+class HookCodec(Protocol):
+    """How one platform's webhook requests are authenticated and read (each adapter has one)."""
+
+    platform: str
+
+    def verify(
+        self, headers: Mapping[str, str], body: bytes, secret: str, settings: Mapping[str, Any], now: float
+    ) -> str:
+        """Check the request; return its event key (for de-duplication). Raise ``BadSignature`` or
+        ``BadPayload``; never anything else."""
+        ...
+
+    def parse(self, body: bytes) -> list[Signal]:
+        """What a verified body says (an empty list: nothing we use). Raise ``BadPayload`` only."""
+        ...

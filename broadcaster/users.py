@@ -8,7 +8,9 @@ as it stands on the day the action applies to (for a dispatch: its send date).
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -20,7 +22,8 @@ from sqlmodel import col
 
 from broadcaster import audit
 from broadcaster.errors import Conflict, InputError, NotFound, PermissionDenied
-from broadcaster.models import Unit, User, pk
+from broadcaster.models import ApiToken, Unit, User, pk
+from broadcaster.sqltypes import utcnow
 from broadcaster.unit_tree import UnitTree, load_tree
 
 ROLES = ("admin", "editor", "approver", "viewer")
@@ -159,3 +162,41 @@ async def list_users(session: AsyncSession) -> list[dict[str, Any]]:
         .order_by(col(User.name))
     )
     return [user_dict(user, code) for user, code in rows]
+
+
+async def issue_token(session: AsyncSession, actor: Actor | None, user_name: str, label: str) -> str:
+    """A new API token for ``user_name`` (shown once; only its hash is kept). Users issue their own;
+    an admin may issue one for anybody."""
+    if actor is None:
+        raise PermissionDenied("say who you are with --as USER or CNS_USER")
+    if actor.name != user_name:
+        actor.require(Permission.MANAGE_USERS)
+    user = (await session.execute(select(User).where(col(User.name) == user_name))).scalar_one_or_none()
+    if user is None:
+        raise NotFound(f"unknown user {user_name!r}")
+    if not 1 <= len(label) <= 64:
+        raise InputError("a token label is 1 to 64 characters")
+    token = "cns_" + secrets.token_urlsafe(32)
+    session.add(
+        ApiToken(user_id=pk(user.id), name=label, token_hash=hashlib.sha256(token.encode()).hexdigest())
+    )
+    await audit.record(session, actor.name, "user.token", "user", user_name, after={"token": label})
+    return token
+
+
+async def actor_for_token(session: AsyncSession, token: str) -> Actor | None:
+    """The user an API token acts as, or None (unknown, revoked, or the user deactivated)."""
+    if not token.startswith("cns_") or len(token) > 100:
+        return None
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    row = (
+        await session.execute(
+            select(ApiToken, User)
+            .join(User, col(User.id) == col(ApiToken.user_id))
+            .where(col(ApiToken.token_hash) == digest, col(ApiToken.revoked_at).is_(None))
+        )
+    ).first()
+    if row is None or not row[1].active:
+        return None
+    row[0].last_used_at = utcnow()
+    return await get_actor(session, row[1].name)

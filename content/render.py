@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from broadcaster.errors import InputError
@@ -41,13 +41,28 @@ class _Piece:
     plain: str
 
 
+class _Values(dict[str, str]):
+    """A unit's variable values plus this delivery's tracked form of each link (carried along with the
+    values so the line-splitting helpers keep one parameter)."""
+
+    def __init__(self, values: Mapping[str, str], links: Mapping[str, str]) -> None:
+        super().__init__(values)
+        self.links = links
+
+
+def _tracked(variables: Mapping[str, str], url: str) -> str:
+    return variables.links.get(url, url) if isinstance(variables, _Values) else url
+
+
 def _span(span: Span, variables: Mapping[str, str]) -> _Piece:
     text = variables.get(span.text, "") if span.variable else span.text
     text = unicodedata.normalize("NFC", text)
     if span.url:
         body = html.escape(text, quote=False)
-        markup = f'<a href="{html.escape(span.url, quote=True)}">{body}</a>'
-        plain = text if text == span.url else f"{text} ({span.url})"
+        href = _tracked(variables, span.url)
+        markup = f'<a href="{html.escape(href, quote=True)}">{body}</a>'
+        # Plain-text platforms show the address people will open: the tracked one when tracking.
+        plain = href if text == span.url else f"{text} ({href})"
     elif span.code:
         markup, plain = f"<code>{html.escape(text, quote=False)}</code>", text
     else:
@@ -167,13 +182,17 @@ def render(
     media: Sequence[Media] = (),
     variables: Mapping[str, str] | None = None,
     limit: int | None = None,
+    track: Callable[[str], str] | None = None,
 ) -> RenderedMessage:
-    """Render a revision for ``platform``; ``limit`` overrides the platform's message length."""
+    """Render a revision for ``platform``; ``limit`` overrides the platform's message length; ``track``
+    turns each link into this delivery's tracked link (``/l/...``), keeping the visible text."""
     if platform not in LIMITS:
         raise InputError(f"no renderer for platform {platform!r}")
-    values = dict(variables or {})
-    budget = limit or LIMITS[platform]
     doc = parse(body)
+    all_links = [*doc.links, *(u for u in links if u not in doc.links)]
+    tracked = {u: track(u) for u in all_links} if track else {}
+    values: dict[str, str] = _Values(variables or {}, tracked) if track else dict(variables or {})
+    budget = limit or LIMITS[platform]
     title_text = unicodedata.normalize("NFC", title)
     blocks = [[_Piece(f"<b>{html.escape(title_text, quote=False)}</b>", title_text)]] if title_text else []
     raw: list[list[Line]] = [[[Span(title_text, bold=True)]]] if title_text else []
@@ -184,7 +203,10 @@ def render(
     linked = [m for m in media if not _uploads(platform, m)]
     if extra or linked:
         lines = [
-            _Piece(f'🔗 <a href="{html.escape(u, quote=True)}">{html.escape(u, quote=False)}</a>', f"🔗 {u}")
+            _Piece(
+                f'🔗 <a href="{html.escape(tracked.get(u, u), quote=True)}">{html.escape(u, quote=False)}</a>',  # noqa: E501
+                f"🔗 {tracked.get(u, u)}",
+            )
             for u in extra
         ]
         for m in linked:
@@ -215,7 +237,7 @@ def render(
     caption = None
     if len(whole) == 1 and utf16_len(whole[0].plain) <= CAPTION_LIMIT:
         caption = parts[0]
-    first_link = (doc.links + list(links))[0] if (doc.links or links) else None
+    first_link = tracked.get(all_links[0], all_links[0]) if all_links else None
     return RenderedMessage(
         parts=parts,
         fmt=fmt,
@@ -242,6 +264,7 @@ def render_revision(
     media: Sequence[Media],
     variables: Mapping[str, str],
     limit: int | None = None,
+    track: Callable[[str], str] | None = None,
 ) -> RenderedMessage:
     """The approved revision for one target (its unit's variables) on one platform."""
     return render(
@@ -252,6 +275,7 @@ def render_revision(
         media=media,
         variables=variables,
         limit=limit,
+        track=track,
     )
 
 
@@ -262,3 +286,9 @@ def _uploads(platform: str, media: Media) -> bool:
     if platform in {"zalo", "facebook"}:
         return media.kind == "photo"
     return True  # webhook: every attachment travels as metadata (sha256, type, size, url)
+
+
+def revision_links(revision: ContentRevision) -> list[str]:
+    """Every link of a revision in rendering order: those in the body, then the extra ones."""
+    found = parse(revision.body).links
+    return [*found, *(u for u in revision.links if u not in found)]

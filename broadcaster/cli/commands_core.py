@@ -226,3 +226,24 @@ def audit_command(ctx: click.Context, entity: str | None, limit: int) -> None:
 
     rows = run(ctx, work)
     emit(ctx, rows, table(rows, ["at", "actor", "action", "entity", "id", "after"]))
+
+
+@users_group.command("token")
+@click.argument("name")
+@click.option("--label", default="api", show_default=True, help="What the token is for.")
+@click.pass_context
+def users_token(ctx: click.Context, name: str, label: str) -> None:
+    """Issue an API token acting as NAME (shown once; only its hash is stored)."""
+
+    async def work(app: App) -> dict[str, str]:
+        async with app.transaction() as s:
+            actor = await users.get_actor(s, state(ctx).settings.user) if state(ctx).settings.user else None
+            token = await users.issue_token(s, actor, name, label)
+        return {"user": name, "label": label, "token": token}
+
+    data = run(ctx, work)
+    emit(
+        ctx,
+        data,
+        [data["token"], "Keep it secret: it is shown only once. Send it as: Authorization: Bearer ..."],
+    )

@@ -49,12 +49,17 @@ def worker(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await campaigns.run_due(app)  # occurrences that came while no worker ran
+        from broadcaster.upkeep import upkeep_loop
+
         scheduler = asyncio.create_task(campaigns.loop(app, stop))
+        upkeep = None if until_idle else asyncio.create_task(upkeep_loop(app, stop, dispatcher))
         try:
             stats = await dispatcher.run(stop, until_idle=until_idle)
         finally:
             stop.set()
             await scheduler
+            if upkeep is not None:
+                await upkeep
         return {
             "worker": dispatcher.worker_id,
             "claimed": stats.claimed,

@@ -16,6 +16,7 @@ from broadcaster.cli import (
     commands_core,
     commands_demo,
     commands_dispatch,
+    commands_engagement,
     commands_groups,
     commands_sandbox,
 )
@@ -52,6 +53,7 @@ for module in (
     commands_groups,
     commands_content,
     commands_dispatch,
+    commands_engagement,
     commands_campaigns,
     commands_demo,
     commands_sandbox,

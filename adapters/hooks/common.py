@@ -1,0 +1,54 @@
+"""Helpers shared by the hook codecs: strict JSON reading and value coercion."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from broadcaster.errors import BadPayload
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or ``BadPayload`` (never a ``ValueError`` or a ``RecursionError``)."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadPayload("the body is not JSON") from None
+    if not isinstance(value, dict):
+        raise BadPayload("the body is not a JSON object")
+    return value
+
+
+def obj(value: object) -> dict[str, Any]:
+    """A nested object, or an empty one when the field is missing or of another type."""
+    return value if isinstance(value, dict) else {}
+
+
+def ident(value: object) -> str | None:
+    """A platform id (int or str in the JSON) as text; None when absent or not an id."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | str) and str(value) and len(str(value)) <= 128:
+        return str(value)
+    return None
+
+
+def text(value: object, limit: int = 4096) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
+
+
+def epoch(value: object, *, millis: bool = False) -> datetime | None:
+    """Epoch seconds (or milliseconds, as Zalo sends them, often as a string) as an aware datetime."""
+    try:
+        number = (
+            float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else None
+        )
+    except ValueError:
+        return None
+    if number is None:
+        return None
+    try:
+        return datetime.fromtimestamp(number / 1000 if millis else number, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None

@@ -1,0 +1,318 @@
+"""``cns serve``, ``cns replies``, ``cns report monthly``, ``cns privacy export|delete``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from broadcaster import engagement, privacy, reports, users
+from broadcaster.bootstrap import App, make_dispatcher, make_web_app
+from broadcaster.cli.base import emit, run, state, table, to_json
+from broadcaster.timeutil import parse_time, today
+
+REPORT_COLUMNS = [
+    "groups",
+    "groups_active",
+    "groups_unreachable",
+    "coverage",
+    "members",
+    "members_unknown_groups",
+    "posts_planned",
+    "posts_delivered",
+    "posts_failed",
+    "posts_confirmed",
+    "relay_confirmation_rate",
+    "replies",
+    "reactions",
+    "clicks",
+    "reply_rate",
+]
+
+
+def register(cli: click.Group) -> None:
+    for command in (serve, replies, report_group, privacy_group):
+        cli.add_command(command)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--no-worker", is_flag=True, help="Only the web endpoints: run `cns worker` elsewhere.")
+@click.option("--concurrency", default=64, show_default=True, type=click.IntRange(1, 2000))
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, no_worker: bool, concurrency: int) -> None:
+    """Serve webhooks, tracked links, relay confirmations, /healthz, /metrics and the JSON API; also send
+    (the worker loops) unless --no-worker. Stops cleanly on SIGTERM."""
+    from aiohttp import web
+
+    async def work(app: App) -> dict[str, Any]:
+        web_app = make_web_app(app)
+        runner = web.AppRunner(web_app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        addresses = runner.addresses  # the real port when --port 0 asked for any free one
+        bound = f"http://{host}:{addresses[0][1] if addresses else port}"
+        click.echo(f"cns serve listening on {bound}" + ("" if no_worker else " (with the worker)"), err=True)
+        tasks: list[asyncio.Task[Any]] = []
+        if not no_worker:
+            from broadcaster.upkeep import upkeep_loop
+            from scheduler import campaigns
+
+            dispatcher = make_dispatcher(app, concurrency=concurrency)
+            tasks = [
+                asyncio.create_task(dispatcher.run(stop)),
+                asyncio.create_task(campaigns.loop(app, stop)),
+                asyncio.create_task(upkeep_loop(app, stop, dispatcher)),
+            ]
+        await stop.wait()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await runner.cleanup()
+        return {"url": bound}
+
+    data = run(ctx, work)
+    emit(ctx, data, f"cns serve on {data['url']} stopped")
+
+
+@click.command()
+@click.option("--unit", "unit_code", help="Only this unit's subtree (default: your scope).")
+@click.option("--since", help="From this date/time (Asia/Ho_Chi_Minh unless an offset is given).")
+@click.option("--until", help="Before this date/time.")
+@click.option("--dispatch", "dispatch_id", type=int, help="Only answers to this dispatch.")
+@click.option("--content", "content_id", type=int, help="Only answers to this content item.")
+@click.option("--platform", type=click.Choice(["telegram", "zalo", "facebook", "webhook"]))
+@click.option("--tier", help="Only units of this tier (village, commune, ...).")
+@click.option(
+    "--kind",
+    "kinds",
+    default="reply",
+    show_default=True,
+    help="Comma-separated: " + ",".join(engagement.KINDS),
+)
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 10_000))
+@click.pass_context
+def replies(
+    ctx: click.Context,
+    unit_code: str | None,
+    since: str | None,
+    until: str | None,
+    dispatch_id: int | None,
+    content_id: int | None,
+    platform: str | None,
+    tier: str | None,
+    kinds: str,
+    limit: int,
+) -> None:
+    """The engagement log: what people answered (newest first)."""
+    log_filter = engagement.LogFilter(
+        unit_code=unit_code,
+        since=parse_time(since) if since else None,
+        until=parse_time(until) if until else None,
+        dispatch_id=dispatch_id,
+        content_id=content_id,
+        kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
+        platform=platform,
+        tier=tier,
+        limit=limit,
+    )
+
+    async def work(app: App) -> list[dict[str, Any]]:
+        async with app.transaction() as s:
+            actor = await users.get_actor(s, state(ctx).settings.user) if state(ctx).settings.user else None
+            return await engagement.interactions(s, actor, log_filter, today())
+
+    rows = run(ctx, work)
+    lines = [
+        f"{r['at'][:16]}  {r['kind']:<12} {r['platform']:<8} {(r['unit'] or {}).get('name', '?')}: "
+        f"{r['text'] or r['value'] or ''}"
+        for r in rows
+    ]
+    emit(ctx, rows, lines or ["no interactions match"])
+
+
+@click.group("report")
+def report_group() -> None:
+    """Reports rolled up tier by tier."""
+
+
+@report_group.command("monthly")
+@click.option("--month", required=True, help="YYYY-MM (the tree of that month is used).")
+@click.option("--unit", "unit_code", help="Root of the report (default: the province, or your scope).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "xlsx", "json"]), default="table", show_default=True
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file.")
+@click.pass_context
+def report_monthly(
+    ctx: click.Context, month: str, unit_code: str | None, fmt: str, output: Path | None
+) -> None:
+    """Groups, coverage, members, posts, confirmations, replies, reactions and clicks per unit."""
+
+    async def work(app: App) -> dict[str, Any]:
+        async with app.transaction() as s:
+            actor = await users.get_actor(s, state(ctx).settings.user) if state(ctx).settings.user else None
+            return await reports.monthly(s, actor, month, unit_code)
+
+    data = run(ctx, work)
+    if state(ctx).json:
+        fmt = "json"
+    if fmt == "xlsx":
+        from broadcaster.report_xlsx import write_xlsx
+
+        if output is None:
+            raise click.UsageError("--format xlsx needs -o FILE")
+        write_xlsx(data, output)
+        click.echo(f"wrote {output} ({len(data['units'])} units)", err=True)
+        return
+    text = (
+        to_json(data) + "\n"
+        if fmt == "json"
+        else _csv(data)
+        if fmt == "csv"
+        else "\n".join(_table(data)) + "\n"
+    )
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        sys.stdout.write(text)
+
+
+def _csv(data: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["month", "code", "name", "level", "parent_code", *REPORT_COLUMNS])
+    for unit in data["units"]:
+        total = unit["total"]
+        writer.writerow(
+            [data["month"], unit["code"], unit["name"], unit["level"], unit["parent_code"] or ""]
+            + ["" if total[c] is None else total[c] for c in REPORT_COLUMNS]
+        )
+    return out.getvalue()
+
+
+def _table(data: dict[str, Any]) -> list[str]:
+    if not data["units"]:
+        return [f"report {data['month']}: no units on {data['as_of']}"]
+    t = data["totals"]
+    members = "unknown" if t["members"] is None else t["members"]
+    lines = [
+        f"Monthly report {data['month']} - {data['root']['name']} (tree of {data['as_of']}; tiers "
+        f"{' > '.join(data['tiers'])})",
+        f"  groups {t['groups']} (active {t['groups_active']}, unreachable {t['groups_unreachable']}), "
+        f"coverage {_pct(t['coverage'])} of {t['units']} units, members {members}"
+        f" (+{t['members_unknown_groups']} groups unknown)",
+        f"  posts planned {t['posts_planned']}, delivered {t['posts_delivered']}, "
+        f"failed {t['posts_failed']}, confirmed {t['posts_confirmed']} "
+        f"(relay confirmation {_pct(t['relay_confirmation_rate'])})",
+        f"  replies {t['replies']} (reply rate {_pct(t['reply_rate'])}), reactions {t['reactions']}, "
+        f"clicks {t['clicks']}",
+        "",
+    ]
+    rows = [
+        {
+            "unit": ("  " * _depth(u, data)) + u["name"],
+            "level": u["level"],
+            **{c: u["total"][c] for c in ("groups_active", "posts_delivered", "posts_confirmed", "replies")},
+            "reactions": u["total"]["reactions"],
+            "clicks": u["total"]["clicks"],
+        }
+        for u in data["units"]
+        if u["level"] != "village"
+    ]
+    lines += table(
+        rows,
+        [
+            "unit",
+            "level",
+            "groups_active",
+            "posts_delivered",
+            "posts_confirmed",
+            "replies",
+            "reactions",
+            "clicks",
+        ],
+    )
+    villages = sum(1 for u in data["units"] if u["level"] == "village")
+    if villages:
+        lines.append(
+            f"({villages} villages are rolled into their communes; --format csv|xlsx|json lists them)"
+        )
+    return lines
+
+
+def _depth(unit: dict[str, Any], data: dict[str, Any]) -> int:
+    levels = data["tiers"]
+    return levels.index(unit["level"]) if unit["level"] in levels else 0
+
+
+def _pct(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.0%}"
+
+
+@click.group("privacy")
+def privacy_group() -> None:
+    """A platform user's data: export or delete on request."""
+
+
+@privacy_group.command("export")
+@click.option("--platform", required=True, type=click.Choice(["telegram", "zalo", "facebook", "webhook"]))
+@click.option("--user-id", required=True, help="The person's id on the platform.")
+@click.pass_context
+def privacy_export(ctx: click.Context, platform: str, user_id: str) -> None:
+    """Everything stored about one person (always JSON)."""
+
+    async def work(app: App) -> dict[str, Any]:
+        async with app.transaction() as s:
+            await _admin(ctx, s)
+            return await privacy.export_person(s, app.settings.key_for_pseudonyms(), platform, user_id)
+
+    sys.stdout.write(to_json(run(ctx, work)) + "\n")
+
+
+@privacy_group.command("delete")
+@click.option("--platform", required=True, type=click.Choice(["telegram", "zalo", "facebook", "webhook"]))
+@click.option("--user-id", required=True, help="The person's id on the platform.")
+@click.pass_context
+def privacy_delete(ctx: click.Context, platform: str, user_id: str) -> None:
+    """Erase one person's interactions and raw payloads (audited, without the id)."""
+
+    async def work(app: App) -> dict[str, Any]:
+        from broadcaster import audit
+
+        async with app.transaction() as s:
+            actor = await _admin(ctx, s)
+            key = app.settings.key_for_pseudonyms()
+            counts = await privacy.delete_person(s, key, platform, user_id)
+            await audit.record(
+                s,
+                actor.name,
+                "privacy.delete",
+                "person",
+                privacy.pseudonym(key, platform, user_id),
+                after=counts,
+            )
+            return counts
+
+    data = run(ctx, work)
+    emit(ctx, data, f"deleted {data['interactions']} interactions, purged {data['raw_events']} raw events")
+
+
+async def _admin(ctx: click.Context, s: Any) -> users.Actor:
+    actor = await users.get_actor(s, state(ctx).settings.user)
+    actor.require(users.Permission.MANAGE_USERS)
+    return actor

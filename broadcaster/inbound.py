@@ -1,0 +1,352 @@
+"""Inbound events: store each verified webhook request at once, then turn it into interactions.
+
+Platforms want an answer within seconds (Zalo: 2 s) and redeliver otherwise, so a request is only
+verified and stored (:class:`EventStore`, one INSERT per batch of concurrent requests) before it is
+answered; :func:`process_pending` reads the stored events afterwards, links each reply or reaction to the
+delivery it answers, and updates groups (removed, migrated, a new group to register). An event that
+names no group or message we know is kept as ``unmatched`` for an admin to look at; one that fails to
+process is kept as ``failed`` with the reason; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import String, and_, cast, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from broadcaster.bootstrap import App
+from broadcaster.db import is_sqlite
+from broadcaster.errors import CnsError
+from broadcaster.group_check import match_title
+from broadcaster.group_events import mark_unreachable, migrate_group
+from broadcaster.models import (
+    Alert,
+    ChatGroup,
+    Delivery,
+    GroupSuggestion,
+    InboundEvent,
+    Interaction,
+    MemberSnapshot,
+    pk,
+)
+from broadcaster.ports import HookCodec, Signal
+from broadcaster.privacy import pseudonym
+from broadcaster.sqltypes import utcnow
+
+log = logging.getLogger(__name__)
+
+STALE_WORK = timedelta(minutes=5)  # an event "working" this long belonged to a process that died
+_DELIVERY_KEY = re.compile(r"^delivery-(\d{1,12})$")
+
+
+@dataclass(slots=True)
+class _Pending:
+    row: dict[str, Any]
+    done: asyncio.Future[None]
+
+
+@dataclass(slots=True)
+class EventStore:
+    """Group commit for webhook requests: every request waiting at the same moment is written in one
+    transaction, and each is answered only after that commit (so an acknowledged event is durable)."""
+
+    app: App
+    max_batch: int = 500
+    _queue: list[_Pending] = field(default_factory=list)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+    stored: int = 0
+    batches: int = 0
+
+    async def store(self, account_id: int, platform: str, key: str, body: bytes) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._writer())
+        row = {"account_id": account_id, "platform": platform, "key": key, "body": body, "status": "pending"}
+        pending = _Pending(row, asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        self._wake.set()
+        await pending.done
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                try:
+                    await self._insert([p.row for p in batch])
+                except Exception as exc:  # the database is down: every waiting request gets a 503
+                    for p in batch:
+                        if not p.done.done():
+                            p.done.set_exception(exc)
+                    continue
+                self.stored += len(batch)
+                self.batches += 1
+                for p in batch:
+                    if not p.done.done():
+                        p.done.set_result(None)
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> None:
+        now = utcnow()
+        for row in rows:
+            row["received_at"] = now
+        dialect_insert = sqlite_insert if is_sqlite(self.app.engine) else pg_insert
+        statement = dialect_insert(InboundEvent).on_conflict_do_nothing(index_elements=["account_id", "key"])
+        async with self.app.transaction() as s:
+            await s.execute(statement, rows)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+# --- processing --------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ProcessStats:
+    done: int = 0
+    unmatched: int = 0
+    ignored: int = 0
+    failed: int = 0
+
+    def add(self, status: str) -> None:
+        setattr(self, status, getattr(self, status) + 1)
+
+
+async def _claim(app: App, limit: int) -> list[InboundEvent]:
+    now = utcnow()
+    async with app.transaction() as s:
+        # Events a dead process was working on go back to the queue.
+        await s.execute(
+            update(InboundEvent)
+            .where(col(InboundEvent.status) == "working", col(InboundEvent.processed_at) < now - STALE_WORK)
+            .values(status="pending")
+        )
+        ids = (
+            select(col(InboundEvent.id))
+            .where(col(InboundEvent.status) == "pending")
+            .order_by(col(InboundEvent.id))
+            .limit(limit)
+        )
+        if not is_sqlite(app.engine):
+            ids = ids.with_for_update(skip_locked=True)
+        claimed = await s.execute(
+            update(InboundEvent)
+            .where(col(InboundEvent.id).in_(ids.scalar_subquery()))
+            .values(status="working", processed_at=now)
+            .returning(InboundEvent)
+        )
+        return list(claimed.scalars())
+
+
+async def process_pending(
+    app: App, codecs: Mapping[str, HookCodec], *, limit: int = 500, today: Any = None
+) -> ProcessStats:
+    """Process up to ``limit`` stored events, each in its own savepoint (one bad event fails alone)."""
+    stats = ProcessStats()
+    events = await _claim(app, limit)
+    if not events:
+        return stats
+    key = app.settings.key_for_pseudonyms()
+    async with app.transaction() as s:
+        for event in events:
+            status, note, actor = "failed", None, None
+            try:
+                async with s.begin_nested():
+                    codec = codecs.get(event.platform)
+                    if codec is None:
+                        raise CnsError(f"no reader for platform {event.platform}")
+                    signals = codec.parse(event.body or b"{}")
+                    actor = next(
+                        (pseudonym(key, event.platform, g.user_id) for g in signals if g.user_id), None
+                    )
+                    status, note = await _apply_all(s, event, signals, key, today)
+            except CnsError as exc:
+                status, note = "failed", str(exc)[:500]
+            except Exception as exc:  # a bug must not stop the queue; the event stays to be looked at
+                log.exception("inbound event %s", event.id)
+                status, note = "failed", f"internal error: {type(exc).__name__}"
+            await s.execute(
+                update(InboundEvent)
+                .where(col(InboundEvent.id) == event.id)
+                .values(status=status, note=note, actor_hash=actor, processed_at=utcnow())
+            )
+            stats.add(status)
+    return stats
+
+
+async def _apply_all(
+    s: AsyncSession, event: InboundEvent, signals: list[Signal], key: bytes, today: Any
+) -> tuple[str, str | None]:
+    if not signals:
+        return "ignored", None
+    outcomes = [await _apply(s, event, signal, key, today) for signal in signals]
+    statuses = [o for o, _ in outcomes]
+    notes = "; ".join(n for _, n in outcomes if n)[:500] or None
+    if "done" in statuses:
+        return "done", notes
+    if "unmatched" in statuses:
+        return "unmatched", notes
+    return "ignored", notes
+
+
+async def _group(s: AsyncSession, account_id: int, chat_id: str | None) -> ChatGroup | None:
+    if chat_id is None:
+        return None
+    return (
+        await s.execute(
+            select(ChatGroup).where(
+                col(ChatGroup.account_id) == account_id, col(ChatGroup.external_id) == chat_id
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def _delivery(
+    s: AsyncSession, event: InboundEvent, signal: Signal, group: ChatGroup | None
+) -> Delivery | None:
+    if signal.delivery_key:
+        match = _DELIVERY_KEY.match(signal.delivery_key)
+        if match:
+            delivery = await s.get(Delivery, int(match.group(1)))
+            if delivery is not None:
+                owner = await s.get(ChatGroup, delivery.group_id)
+                if owner is not None and owner.account_id == event.account_id:
+                    return delivery
+    if signal.message_id is None:
+        return None
+    # message_ids is a short JSON list per delivery; a group has few deliveries, so a text match on the
+    # group's (or, for Zalo 1-1 reactions, the account's recent) deliveries is cheap and portable.
+    needle = f'%"{signal.message_id}"%'
+    query = select(Delivery).where(cast(col(Delivery.message_ids), String).like(needle))
+    if group is not None:
+        query = query.where(col(Delivery.group_id) == group.id)
+    else:
+        recent = utcnow() - timedelta(days=60)
+        query = query.join(ChatGroup, col(ChatGroup.id) == col(Delivery.group_id)).where(
+            col(ChatGroup.account_id) == event.account_id, col(Delivery.sent_at) >= recent
+        )
+    return (await s.execute(query.order_by(col(Delivery.id).desc()).limit(1))).scalar_one_or_none()
+
+
+async def _apply(  # noqa: PLR0911, PLR0912 - one branch per signal kind
+    s: AsyncSession, event: InboundEvent, signal: Signal, key: bytes, today: Any
+) -> tuple[str, str | None]:
+    now = utcnow()
+    group = await _group(s, event.account_id, signal.chat_id)
+    if signal.kind in {"reply", "reaction", "reaction_count", "read"}:
+        delivery = await _delivery(s, event, signal, group)
+        if delivery is not None and group is None:
+            group = await s.get(ChatGroup, delivery.group_id)
+        if group is None:
+            return "unmatched", f"{signal.kind} in an unknown group {signal.chat_id or '?'}"
+        count = signal.count
+        if signal.kind in {"reaction_count", "read"}:
+            if delivery is None:
+                return "unmatched", f"{signal.kind} for a message we did not send"
+            count = signal.count - await _anonymous_total(s, delivery, signal.kind)
+            if count == 0:
+                return "ignored", None
+        s.add(
+            Interaction(
+                kind="reaction" if signal.kind == "reaction_count" else signal.kind,
+                at=min(signal.at or now, now),
+                platform=event.platform,
+                account_id=event.account_id,
+                group_id=group.id,
+                unit_id=group.unit_id,
+                delivery_id=delivery.id if delivery else None,
+                dispatch_id=delivery.dispatch_id if delivery else None,
+                event_id=event.id,
+                actor_hash=pseudonym(key, event.platform, signal.user_id) if signal.user_id else None,
+                text=signal.text,
+                value=("total" if signal.kind == "reaction_count" else signal.value),
+                count=count,
+                external_id=signal.external_id,
+            )
+        )
+        return "done", None if delivery else "not linked to a post"
+    if signal.kind == "members":
+        if group is None:
+            return "unmatched", f"member count for an unknown group {signal.chat_id}"
+        s.add(MemberSnapshot(group_id=pk(group.id), at=now, members=signal.count, source="webhook"))
+        return "done", None
+    if signal.kind == "bot_removed":
+        if group is None:
+            return "unmatched", f"removed from an unknown group {signal.chat_id}"
+        await mark_unreachable(s, group, "our bot or account was removed from the group", now)
+        return "done", None
+    if signal.kind == "migrated":
+        if group is None or not signal.value:
+            return "unmatched", f"migration of an unknown group {signal.chat_id}"
+        migrate_group(s, group, signal.value, now)
+        return "done", None
+    if signal.kind == "bot_added":
+        return await _bot_added(s, event, signal, group, today)
+    return "ignored", None
+
+
+async def _anonymous_total(s: AsyncSession, delivery: Delivery, kind: str) -> int:
+    stored_kind = "reaction" if kind == "reaction_count" else kind
+    query = select(func.coalesce(func.sum(col(Interaction.count)), 0)).where(
+        col(Interaction.delivery_id) == delivery.id,
+        col(Interaction.kind) == stored_kind,
+        and_(col(Interaction.actor_hash).is_(None), col(Interaction.value) == "total")
+        if kind == "reaction_count"
+        else col(Interaction.actor_hash).is_(None),
+    )
+    return int((await s.execute(query)).scalar_one())
+
+
+async def _bot_added(
+    s: AsyncSession, event: InboundEvent, signal: Signal, group: ChatGroup | None, today: Any
+) -> tuple[str, str | None]:
+    if signal.chat_id is None:
+        return "ignored", None
+    if group is not None:
+        if group.status == "unreachable":
+            group.status, group.updated_at = "active", utcnow()
+            s.add(Alert(kind="group_rejoined", group_id=group.id, message=f"added back to {group.title!r}"))
+            return "done", None
+        return "ignored", "already registered"
+    title = signal.title or ""
+    from broadcaster.timeutil import today as today_fn
+
+    node, how = await match_title(s, title, today or today_fn())
+    existing = (
+        await s.execute(
+            select(GroupSuggestion).where(
+                col(GroupSuggestion.account_id) == event.account_id,
+                col(GroupSuggestion.external_id) == signal.chat_id,
+            )
+        )
+    ).scalar_one_or_none()
+    if existing is None:
+        s.add(
+            GroupSuggestion(
+                account_id=event.account_id,
+                platform=event.platform,
+                external_id=signal.chat_id,
+                title=title[:255],
+                unit_id=node.id if node else None,
+                match=how,
+            )
+        )
+    else:
+        existing.title, existing.unit_id, existing.match = title[:255], node.id if node else None, how
+    return "done", f"suggested registration ({how} match)"

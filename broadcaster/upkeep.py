@@ -1,0 +1,174 @@
+"""Periodic work beside the dispatcher (``cns worker`` and ``cns serve``): member-count snapshots and
+relay follow-up (a reminder to the admins, then the commune team told).
+
+Member counts are read through the dispatcher's own per-account token buckets, so polling never pushes
+an account over its platform limit while a broadcast is running. A platform that cannot count (relay,
+an error) leaves the count unknown: no snapshot is written, nothing is stored as 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select, update
+from sqlmodel import col
+
+from broadcaster.errors import CnsError
+from broadcaster.models import Account, Alert, ChatGroup, Delivery, MemberSnapshot, Unit, UnitLink, pk
+from broadcaster.ports import RenderedMessage, Target
+from broadcaster.sqltypes import utcnow
+
+if TYPE_CHECKING:
+    from broadcaster.bootstrap import App
+    from broadcaster.dispatcher import Dispatcher
+
+log = logging.getLogger(__name__)
+POLL_BATCH = 200
+
+
+async def poll_members(app: App, dispatcher: Dispatcher, *, batch: int = POLL_BATCH) -> int:
+    """Snapshot the member count of direct groups not counted within ``reach_interval_hours``."""
+    cutoff = utcnow() - timedelta(hours=app.settings.reach_interval_hours)
+    last = (
+        select(col(MemberSnapshot.group_id), func.max(col(MemberSnapshot.at)).label("at"))
+        .group_by(col(MemberSnapshot.group_id))
+        .subquery()
+    )
+    async with app.sessions() as s:
+        rows = (
+            await s.execute(
+                select(ChatGroup, Account)
+                .join(Account, col(Account.id) == col(ChatGroup.account_id))
+                .outerjoin(last, last.c.group_id == col(ChatGroup.id))
+                .where(
+                    col(ChatGroup.status) == "active",
+                    col(ChatGroup.mode) == "direct",
+                    col(Account.status) == "active",
+                    (last.c.at.is_(None)) | (last.c.at < cutoff),
+                )
+                .order_by(last.c.at.is_not(None), last.c.at, col(ChatGroup.id))
+                .limit(batch)
+            )
+        ).all()
+    taken = 0
+    for group, account in rows:
+        try:
+            bucket = dispatcher.limits.account(pk(account.id), account.platform, account.settings)
+            await bucket.acquire(30.0)
+            count = await dispatcher._sender(account).member_count(
+                Target(platform=group.platform, external_id=group.external_id, title=group.title)
+            )
+        except CnsError as exc:  # not countable now (rate limit, network, gone): stays unknown
+            log.debug("member count of group %s: %s", group.id, exc)
+            continue
+        if count is None:
+            continue
+        async with app.transaction() as s:
+            s.add(MemberSnapshot(group_id=pk(group.id), members=count, source="poll"))
+        taken += 1
+    return taken
+
+
+async def follow_up_relays(app: App, dispatcher: Dispatcher) -> dict[str, int]:
+    """Relay posts not confirmed in time: re-send the package once (the reminder, through the
+    dispatcher and its limits); later, tell the commune team's groups which villages have not confirmed."""
+    now = utcnow()
+    remind_before = now - timedelta(hours=app.settings.confirm_remind_hours)
+    escalate_before = now - timedelta(hours=app.settings.confirm_escalate_hours)
+    async with app.transaction() as s:
+        reminded = await s.execute(
+            update(Delivery)
+            .where(
+                col(Delivery.state) == "awaiting_confirmation",
+                col(Delivery.reminders) == 0,
+                col(Delivery.sent_at) < remind_before,
+            )
+            .values(state="queued", reminders=1, next_attempt_at=now, updated_at=now)
+        )
+        due = (
+            await s.execute(
+                select(Delivery, ChatGroup, Unit)
+                .join(ChatGroup, col(ChatGroup.id) == col(Delivery.group_id))
+                .join(Unit, col(Unit.id) == col(Delivery.unit_id))
+                .where(
+                    col(Delivery.state) == "awaiting_confirmation",
+                    col(Delivery.escalated_at).is_(None),
+                    col(Delivery.sent_at) < escalate_before,
+                )
+            )
+        ).all()
+        by_parent: dict[int | None, list[str]] = defaultdict(list)
+        for delivery, group, unit in due:
+            delivery.escalated_at = now
+            parent = (
+                await s.execute(
+                    select(col(UnitLink.parent_id)).where(
+                        col(UnitLink.child_id) == unit.id, col(UnitLink.valid_to).is_(None)
+                    )
+                )
+            ).scalar()
+            by_parent[parent].append(f"{group.title} (bài gửi {delivery.dispatch_id})")
+        for parent, waiting in by_parent.items():
+            s.add(
+                Alert(
+                    kind="relay_unconfirmed",
+                    message=f"{len(waiting)} relay posts not confirmed after "
+                    f"{app.settings.confirm_escalate_hours:g} h: " + "; ".join(waiting)[:1500],
+                )
+            )
+            if parent is not None:
+                await _tell_team(app, dispatcher, s, parent, waiting)
+    return {"reminded": int(reminded.rowcount or 0), "escalated": len(due)}  # type: ignore[attr-defined]
+
+
+async def _tell_team(app: App, dispatcher: Dispatcher, s: object, unit_id: int, waiting: list[str]) -> None:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    assert isinstance(s, AsyncSession)
+    rows = (
+        await s.execute(
+            select(ChatGroup, Account)
+            .join(Account, col(Account.id) == col(ChatGroup.account_id))
+            .where(
+                col(ChatGroup.unit_id) == unit_id,
+                col(ChatGroup.status) == "active",
+                col(ChatGroup.mode) == "direct",
+                col(Account.status) == "active",
+            )
+        )
+    ).all()
+    text = "Tổ CNS: các nhóm sau chưa xác nhận đã đăng bài, đề nghị nhắc trưởng thôn/bản:\n" + "\n".join(
+        f"• {w}" for w in waiting[:50]
+    )
+    message = RenderedMessage(parts=(text,), fmt="plain", plain_parts=(text,))
+    for group, account in rows:
+        try:
+            await dispatcher.limits.account(pk(account.id), account.platform, account.settings).acquire(30.0)
+            await dispatcher._sender(account).send(
+                Target(platform=group.platform, external_id=group.external_id, title=group.title),
+                message,
+                f"escalation-{unit_id}-{utcnow():%Y%m%d%H}",
+            )
+        except CnsError as exc:  # the alert above stays; the team is told another way
+            log.warning("escalation to group %s failed: %s", group.id, exc)
+
+
+async def upkeep_loop(
+    app: App, stop: asyncio.Event, dispatcher: Dispatcher | None = None, every: float = 60.0
+) -> None:
+    from broadcaster.bootstrap import make_dispatcher
+
+    helper = dispatcher or make_dispatcher(app)
+    while not stop.is_set():
+        try:
+            await follow_up_relays(app, helper)
+            await poll_members(app, helper)
+        except Exception:  # upkeep must never stop the worker; it tries again next round
+            log.exception("upkeep")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)

@@ -1,0 +1,225 @@
+"""The JSON API (``/api/...``): read access to content, dispatches, deliveries, the engagement log and
+reports, for dashboards and scripts. ``Authorization: Bearer <token>`` (``cns users token``); every answer
+is limited to what the token's user may see (role and unit scope), as on the command line."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from broadcaster import dispatch_control, engagement, reports
+from broadcaster.errors import CnsError, InputError, NotFound, PermissionDenied
+from broadcaster.models import Delivery, GroupSuggestion, InboundEvent
+from broadcaster.timeutil import parse_time, today
+from broadcaster.users import Actor, Permission, actor_for_token
+from broadcaster.web.state import STATE
+
+STATUS = {NotFound: 404, PermissionDenied: 403, InputError: 400}
+
+
+def register(app: web.Application) -> None:
+    for path, handler in (
+        ("/api/content", content_list),
+        ("/api/content/{id}", content_show),
+        ("/api/dispatches", dispatches),
+        ("/api/dispatches/{id}", dispatch),
+        ("/api/dispatches/{id}/deliveries", deliveries),
+        ("/api/interactions", interactions),
+        ("/api/reports/monthly", monthly),
+        ("/api/unmatched", unmatched),
+        ("/api/suggestions", suggestions),
+    ):
+        app.router.add_get(path, handler)
+
+
+def _error(exc: CnsError) -> web.Response:
+    status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
+    return web.json_response({"error": str(exc)}, status=status)
+
+
+async def _call(request: web.Request, work: Any) -> web.Response:
+    state = request.app[STATE]
+    header = request.headers.get("Authorization", "")
+    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    try:
+        async with state.app.transaction() as s:
+            actor = await actor_for_token(s, token) if token else None
+            if actor is None:
+                return web.json_response(
+                    {"error": "a valid API token is required (Authorization: Bearer ...)"},
+                    status=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            data = await work(s, actor)
+    except CnsError as exc:
+        return _error(exc)
+    return web.json_response(data, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _int(request: web.Request, name: str, *, query: bool = True) -> int | None:
+    raw = request.query.get(name) if query else request.match_info.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 12:
+        raise InputError(f"{name} must be a number")
+    return int(raw)
+
+
+async def content_list(request: web.Request) -> web.Response:
+    from content import workflow
+
+    status = request.query.get("status")
+    return await _call(request, lambda s, a: workflow.list_items(s, status))
+
+
+async def content_show(request: web.Request) -> web.Response:
+    from content import workflow
+
+    async def work(s: AsyncSession, actor: Actor) -> Any:
+        return await workflow.show(s, _int(request, "id", query=False) or 0)
+
+    return await _call(request, work)
+
+
+async def _visible(s: AsyncSession, actor: Actor, dispatch_id: int) -> None:
+    dispatch_row = await dispatch_control._dispatch(s, dispatch_id)
+    await dispatch_control._check_scope(s, actor, dispatch_row, "see this dispatch")
+
+
+async def dispatches(request: web.Request) -> web.Response:
+    async def work(s: AsyncSession, actor: Actor) -> Any:
+        rows = await dispatch_control.list_dispatches(s, limit=min(_int(request, "limit") or 50, 500))
+        visible = []
+        for row in rows:
+            try:
+                await _visible(s, actor, int(row["dispatch"]))
+            except PermissionDenied:
+                continue
+            visible.append(row)
+        return visible
+
+    return await _call(request, work)
+
+
+async def dispatch(request: web.Request) -> web.Response:
+    async def work(s: AsyncSession, actor: Actor) -> Any:
+        dispatch_id = _int(request, "id", query=False) or 0
+        await _visible(s, actor, dispatch_id)
+        return await dispatch_control.status(s, dispatch_id)
+
+    return await _call(request, work)
+
+
+async def deliveries(request: web.Request) -> web.Response:
+    async def work(s: AsyncSession, actor: Actor) -> Any:
+        dispatch_id = _int(request, "id", query=False) or 0
+        await _visible(s, actor, dispatch_id)
+        query = select(Delivery).where(col(Delivery.dispatch_id) == dispatch_id).order_by(col(Delivery.id))
+        if request.query.get("state"):
+            query = query.where(col(Delivery.state) == request.query["state"])
+        after = _int(request, "after")
+        if after is not None:
+            query = query.where(col(Delivery.id) > after)
+        rows = (await s.execute(query.limit(min(_int(request, "limit") or 500, 5000)))).scalars()
+        return [
+            {
+                "id": d.id,
+                "group": d.group_id,
+                "unit": d.unit_id,
+                "level": d.level,
+                "platform": d.platform,
+                "mode": d.mode,
+                "state": d.state,
+                "attempts": d.attempts,
+                "last_error": d.last_error,
+                "sent_at": d.sent_at,
+                "confirmed_at": d.confirmed_at,
+            }
+            for d in rows
+        ]
+
+    return await _call(request, work)
+
+
+async def interactions(request: web.Request) -> web.Response:
+    q = request.query
+
+    async def work(s: AsyncSession, actor: Actor) -> Any:
+        kinds = tuple(k for k in q.get("kind", "reply").split(",") if k)
+        log_filter = engagement.LogFilter(
+            unit_code=q.get("unit") or None,
+            since=parse_time(q["since"]) if q.get("since") else None,
+            until=parse_time(q["until"]) if q.get("until") else None,
+            dispatch_id=_int(request, "dispatch"),
+            content_id=_int(request, "content"),
+            kinds=kinds,
+            platform=q.get("platform") or None,
+            tier=q.get("tier") or None,
+            limit=_int(request, "limit") or 200,
+        )
+        return await engagement.interactions(s, actor, log_filter, today())
+
+    return await _call(request, work)
+
+
+async def monthly(request: web.Request) -> web.Response:
+    month = request.query.get("month") or date.today().strftime("%Y-%m")
+    unit = request.query.get("unit") or None
+    return await _call(request, lambda s, a: reports.monthly(s, a, month, unit))
+
+
+async def unmatched(request: web.Request) -> web.Response:
+    async def work(s: AsyncSession, actor: Actor) -> Any:
+        actor.require(Permission.MANAGE_GROUPS)
+        rows = (
+            await s.execute(
+                select(InboundEvent)
+                .where(col(InboundEvent.status).in_(["unmatched", "failed"]))
+                .order_by(col(InboundEvent.id).desc())
+                .limit(min(_int(request, "limit") or 100, 1000))
+            )
+        ).scalars()
+        return [
+            {
+                "id": e.id,
+                "platform": e.platform,
+                "status": e.status,
+                "note": e.note,
+                "received_at": e.received_at,
+            }
+            for e in rows
+        ]
+
+    return await _call(request, work)
+
+
+async def suggestions(request: web.Request) -> web.Response:
+    async def work(s: AsyncSession, actor: Actor) -> Any:
+        actor.require(Permission.MANAGE_GROUPS)
+        rows = (
+            await s.execute(select(GroupSuggestion).where(col(GroupSuggestion.status) == "pending"))
+        ).scalars()
+        return [
+            {
+                "id": g.id,
+                "platform": g.platform,
+                "external_id": g.external_id,
+                "title": g.title,
+                "unit": g.unit_id,
+                "match": g.match,
+            }
+            for g in rows
+        ]
+
+    return await _call(request, work)

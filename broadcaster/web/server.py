@@ -1,0 +1,189 @@
+"""The aiohttp application of ``cns serve`` and its background loop (processing stored events)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import func, select, text
+from sqlmodel import col
+
+from broadcaster.bootstrap import App
+from broadcaster.inbound import EventStore, process_pending
+from broadcaster.models import Delivery, InboundEvent
+from broadcaster.ports import HookCodec
+from broadcaster.privacy import purge_raw
+from broadcaster.web import api, hooks, pages
+from broadcaster.web.state import STATE, WebState
+
+log = logging.getLogger(__name__)
+PURGE_EVERY = 3600.0
+
+
+def create_app(
+    app: App,
+    codecs: Mapping[str, HookCodec],
+    links_of: Callable[..., list[str]],
+    *,
+    process: bool = True,
+) -> web.Application:
+    """The web application over ``app``; with ``process`` it also turns stored events into interactions."""
+    state = WebState(app, codecs, EventStore(app), links_of)
+    web_app = web.Application(middlewares=[hooks.never_500], client_max_size=app.settings.hook_max_bytes + 1)
+    web_app[STATE] = state
+    web_app.router.add_post("/hooks/{platform}/{account}", hooks.receive)
+    web_app.router.add_get("/hooks/facebook/{account}", hooks.facebook_challenge)
+    web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_get("/metrics", metrics)
+    web_app.router.add_route("GET", "/l/{code}", pages.tracked_link)
+    web_app.router.add_route("HEAD", "/l/{code}", pages.tracked_link)
+    web_app.router.add_route("GET", "/r/{token}", pages.confirmation)
+    web_app.router.add_route("POST", "/r/{token}", pages.confirmation)
+    web_app.router.add_get("/a/{sha256}", pages.attachment)
+    api.register(web_app)
+    if process:
+        web_app.cleanup_ctx.append(_processor)
+    web_app.on_cleanup.append(_close_store)
+    return web_app
+
+
+async def _close_store(web_app: web.Application) -> None:
+    await web_app[STATE].store.close()
+
+
+async def _processor(web_app: web.Application) -> AsyncIterator[None]:
+    state = web_app[STATE]
+    task = asyncio.create_task(process_loop(state))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def process_loop(state: WebState, idle: float = 1.0) -> None:
+    """Process stored events as they arrive (woken by the hooks), and purge expired raw bodies hourly."""
+    last_purge = 0.0
+    while True:
+        try:
+            stats = await process_pending(state.app, state.codecs)
+            for status in ("done", "unmatched", "ignored", "failed"):
+                state.counters[("event", status)] += getattr(stats, status)
+            if time.monotonic() - last_purge > PURGE_EVERY:
+                async with state.app.transaction() as s:
+                    await purge_raw(s, state.app.settings.raw_retention_days)
+                last_purge = time.monotonic()
+            busy = stats.done + stats.unmatched + stats.ignored + stats.failed > 0
+        except Exception:  # the database went away: keep the loop, try again shortly
+            log.exception("processing inbound events")
+            busy = False
+        if not busy:
+            state.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.wake.wait(), idle)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        async with state.app.sessions() as s:
+            await s.execute(text("SELECT 1"))
+            pending = (
+                await s.execute(
+                    select(func.count())
+                    .select_from(InboundEvent)
+                    .where(col(InboundEvent.status) == "pending")
+                )
+            ).scalar_one()
+    except Exception as exc:
+        return web.json_response({"status": "unavailable", "database": type(exc).__name__}, status=503)
+    return web.json_response(
+        {
+            "status": "ok",
+            "database": "ok",
+            "pending_events": pending,
+            "uptime_s": round(time.time() - state.started),
+        }
+    )
+
+
+def _labels(**pairs: str) -> str:
+    body = ",".join(
+        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for k, v in pairs.items()
+    )
+    return "{" + body + "}"
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format: request and event counters of this process, queue sizes from the database."""
+    state = request.app[STATE]
+    lines: list[str] = []
+
+    def family(name: str, kind: str, help_text: str, samples: list[tuple[str, Any]]) -> None:
+        lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
+        lines.extend(f"{name}{labels} {value}" for labels, value in samples)
+
+    hooks_seen = [(k, v) for k, v in state.counters.items() if k[0] == "hook"]
+    family(
+        "cns_hook_requests_total",
+        "counter",
+        "Webhook requests answered, by platform and HTTP status.",
+        [(_labels(platform=k[1], status=k[2]), v) for k, v in sorted(hooks_seen)],
+    )
+    family(
+        "cns_inbound_events_processed_total",
+        "counter",
+        "Stored webhook events processed by this process, by outcome.",
+        [(_labels(status=k[1]), v) for k, v in sorted(state.counters.items()) if k[0] == "event"],
+    )
+    family(
+        "cns_link_requests_total",
+        "counter",
+        "Tracked link requests, by outcome (click, repeat, preview, invalid).",
+        [(_labels(outcome=k[1]), v) for k, v in sorted(state.counters.items()) if k[0] == "link"],
+    )
+    family(
+        "cns_confirmations_total",
+        "counter",
+        "Relay confirmation requests, by outcome.",
+        [(_labels(outcome=k[1]), v) for k, v in sorted(state.counters.items()) if k[0] == "confirmation"],
+    )
+    try:
+        async with state.app.sessions() as s:
+            events = (
+                await s.execute(
+                    select(col(InboundEvent.status), func.count()).group_by(col(InboundEvent.status))
+                )
+            ).all()
+            deliveries = (
+                await s.execute(select(col(Delivery.state), func.count()).group_by(col(Delivery.state)))
+            ).all()
+    except Exception:
+        events, deliveries = [], []
+        lines.append("cns_database_up 0")
+    else:
+        lines.append("cns_database_up 1")
+    family(
+        "cns_inbound_events",
+        "gauge",
+        "Stored webhook events by status.",
+        [(_labels(status=str(k)), v) for k, v in sorted(events)],
+    )
+    family(
+        "cns_deliveries",
+        "gauge",
+        "Deliveries by state.",
+        [(_labels(state=str(k)), v) for k, v in sorted(deliveries)],
+    )
+    family(
+        "cns_events_stored_total",
+        "counter",
+        "Webhook events written by this process.",
+        [("", state.store.stored)],
+    )
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
