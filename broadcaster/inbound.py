@@ -163,31 +163,40 @@ async def process_pending(
     if not events:
         return stats
     key = app.settings.key_for_pseudonyms()
-    async with app.transaction() as s:
-        for event in events:
-            status, note, actor = "failed", None, None
-            try:
-                async with s.begin_nested():
-                    codec = codecs.get(event.platform)
-                    if codec is None:
-                        raise CnsError(f"no reader for platform {event.platform}")
-                    signals = codec.parse(event.body or b"{}")
-                    actor = next(
-                        (pseudonym(key, event.platform, g.user_id) for g in signals if g.user_id), None
-                    )
-                    status, note = await _apply_all(s, event, signals, key, today)
-            except CnsError as exc:
-                status, note = "failed", str(exc)[:500]
-            except Exception as exc:  # a bug must not stop the queue; the event stays to be looked at
-                log.exception("inbound event %s", event.id)
-                status, note = "failed", f"internal error: {type(exc).__name__}"
-            await s.execute(
-                update(InboundEvent)
-                .where(col(InboundEvent.id) == event.id)
-                .values(status=status, note=note, actor_hash=actor, processed_at=utcnow())
-            )
-            stats.add(status)
+    for event in events:
+        # One short transaction per event: a failure rolls back that event alone, and no write lock is
+        # held across a whole batch (SQLite has one writer at a time).
+        status, note, actor = "failed", None, None
+        try:
+            async with app.transaction() as s:
+                codec = codecs.get(event.platform)
+                if codec is None:
+                    raise CnsError(f"no reader for platform {event.platform}")
+                signals = codec.parse(event.body or b"{}")
+                users = [g.user_id for g in signals if g.user_id]
+                actor = pseudonym(key, event.platform, users[0]) if users else None
+                status, note = await _apply_all(s, event, signals, key, today)
+                await _mark(s, event, status, note, actor)
+        except CnsError as exc:
+            status, note = "failed", str(exc)[:500]
+        except Exception as exc:  # a bug or a database error: the event is kept, marked, looked at
+            log.exception("inbound event %s", event.id)
+            status, note = "failed", f"internal error: {type(exc).__name__}"
+        if status == "failed":
+            async with app.transaction() as s:
+                await _mark(s, event, status, note, actor)
+        stats.add(status)
     return stats
+
+
+async def _mark(
+    s: AsyncSession, event: InboundEvent, status: str, note: str | None, actor: str | None
+) -> None:
+    await s.execute(
+        update(InboundEvent)
+        .where(col(InboundEvent.id) == event.id)
+        .values(status=status, note=note, actor_hash=actor, processed_at=utcnow())
+    )
 
 
 async def _apply_all(

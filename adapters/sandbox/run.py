@@ -27,6 +27,9 @@ class SandboxConfig:
     reply_rate: float = 0.0
     react_rate: float = 0.0
     hook_base: str = ""  # where simulated members' events go: {hook_base}/hooks/<platform>/<account>
+    hook_accounts: dict[str, str] = field(
+        default_factory=lambda: {"zalo": "zalo-oa", "facebook": "fb-page", "webhook": "bridge"}
+    )  # the account names in those URLs
     webhook_secret: str = field(default_factory=new_webhook_secret)
     inbound_secret: str = field(default_factory=new_webhook_secret)
 
@@ -59,7 +62,9 @@ class Sandboxes:
                 per_minute=4000 if cfg.limits else None,
                 faults=cfg.faults,
                 reply_rate=cfg.reply_rate,
-                webhook_url=f"{cfg.hook_base}/hooks/zalo/zalo-oa" if cfg.hook_base else "",
+                webhook_url=f"{cfg.hook_base}/hooks/zalo/{cfg.hook_accounts['zalo']}"
+                if cfg.hook_base
+                else "",
             )
             self.running["zalo"] = await Running(app, cfg.ports.get("zalo", 0)).start()
             state = app[zalo.STATE]
@@ -74,7 +79,9 @@ class Sandboxes:
                 budget=4800 if cfg.limits else None,
                 faults=cfg.faults,
                 comment_rate=cfg.reply_rate,
-                webhook_url=f"{cfg.hook_base}/hooks/facebook/fb-page" if cfg.hook_base else "",
+                webhook_url=f"{cfg.hook_base}/hooks/facebook/{cfg.hook_accounts['facebook']}"
+                if cfg.hook_base
+                else "",
             )
             self.running["facebook"] = await Running(app, cfg.ports.get("facebook", 0)).start()
             graph = app[facebook.STATE]
@@ -89,7 +96,9 @@ class Sandboxes:
                 cfg.webhook_secret,
                 per_second=50 if cfg.limits else None,
                 faults=cfg.faults,
-                inbound_url=f"{cfg.hook_base}/hooks/webhook/bridge" if cfg.hook_base else "",
+                inbound_url=f"{cfg.hook_base}/hooks/webhook/{cfg.hook_accounts['webhook']}"
+                if cfg.hook_base
+                else "",
                 inbound_secret=cfg.inbound_secret,
                 reply_rate=cfg.reply_rate,
             )

@@ -65,6 +65,21 @@ def _lines(s: dict[str, Any], kept: bool) -> list[str]:
         "    received    "
         + ", ".join(f"{k} {v}" for k, v in s["sending"]["sandbox_messages"].items())
         + " (messages/posts on each sandbox; relay sends 3 per village leader)",
+        f"  people        {s['engagement']['people']['confirmed']} relay posts confirmed by village leaders, "
+        f"{s['engagement']['people']['link_opened']} links opened ({s['engagement']['people']['previews']} "
+        "preview fetches not counted)",
+        "  webhooks      "
+        + ", ".join(f"{k} {v}" for k, v in s["engagement"]["inbound_events"].items())
+        + " (signed events from the sandboxes, through cns serve)",
+        "",
+        *_report_lines(s["report"]),
+        "",
         "  done:         " + "; ".join(s["done"]),
         "  NOT done:     " + "; ".join(s["not_done"]),
     ]
+
+
+def _report_lines(report: dict[str, Any]) -> list[str]:
+    from broadcaster.cli.commands_engagement import _table
+
+    return _table({**report, "root": report["units"][0] if report["units"] else {"name": "?"}})

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import secrets as secrets_module
+import socket
 import time
 import zlib
 from collections import Counter
@@ -19,6 +21,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+from aiohttp import web
 from sqlalchemy import func, select
 from sqlmodel import col
 
@@ -27,10 +31,10 @@ from adapters.sandbox import telegram as tg_box
 from adapters.sandbox import webhook_gateway as wh_box
 from adapters.sandbox import zalo as zalo_box
 from adapters.sandbox.run import DEMO_PAGE, SandboxConfig, Sandboxes
-from broadcaster import accounts, dispatch_control, groups, planning, users
-from broadcaster.bootstrap import App, make_dispatcher
+from broadcaster import accounts, dispatch_control, groups, planning, reports, users
+from broadcaster.bootstrap import App, confirmation_token, link_tracker, make_dispatcher, make_web_app
 from broadcaster.group_check import check_groups
-from broadcaster.models import ChatGroup
+from broadcaster.models import ChatGroup, Delivery, InboundEvent, pk
 from broadcaster.ports import OAuthTokens
 from broadcaster.settings import Settings
 from broadcaster.timeutil import today
@@ -67,16 +71,30 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     return path
 
 
+HOOK_ACCOUNTS = {"zalo": "zalo-oa-laichau", "facebook": "fb-page-laichau", "webhook": "mocha-bridge"}
+ALLOWED_UPDATES = ["message", "message_reaction", "message_reaction_count", "my_chat_member"]
+BROWSER = "Mozilla/5.0 (Linux; Android 14; SM-A155F) AppleWebKit/537.36 Chrome/124.0 Mobile Safari/537.36"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 async def run_demo(workdir: Path) -> dict[str, Any]:
-    """Everything on embedded defaults, against the sandbox platforms started here on 127.0.0.1."""
-    boxes = await Sandboxes(SandboxConfig()).start()
+    """Everything on embedded defaults, against the sandbox platforms started here on 127.0.0.1, with
+    ``cns serve`` (in this process) receiving the members' replies and reactions through its webhooks."""
+    base = f"http://127.0.0.1:{_free_port()}"
+    config = SandboxConfig(hook_base=base, reply_rate=0.3, react_rate=0.4, hook_accounts=HOOK_ACCOUNTS)
+    boxes = await Sandboxes(config).start()
     try:
-        return await _run(workdir, boxes)
+        return await _run(workdir, boxes, base)
     finally:
         await boxes.stop()
 
 
-async def _run(workdir: Path, boxes: Sandboxes) -> dict[str, Any]:  # noqa: PLR0915 - the story, step by step
+async def _run(workdir: Path, boxes: Sandboxes, base: str) -> dict[str, Any]:  # noqa: PLR0915 - the story
     creds = boxes.credentials
     secrets = workdir / "secrets.json"
     secrets.write_text(
@@ -86,6 +104,12 @@ async def _run(workdir: Path, boxes: Sandboxes) -> dict[str, Any]:  # noqa: PLR0
                 "zalo_app_secret": creds["zalo"]["app_secret"],
                 "facebook_page_token": creds["facebook"]["page_token"],
                 "webhook_secret": creds["webhook"]["secret"],
+                # What our webhooks check inbound requests with (cns serve):
+                "telegram_hook": secrets_module.token_urlsafe(24),
+                "zalo_oa_secret": creds["zalo"]["oa_secret"],
+                "facebook_app_secret": creds["facebook"]["app_secret"],
+                "facebook_verify_token": secrets_module.token_urlsafe(12),
+                "webhook_inbound": creds["webhook"]["inbound_secret"],
             }
         )
     )
@@ -94,6 +118,8 @@ async def _run(workdir: Path, boxes: Sandboxes) -> dict[str, Any]:  # noqa: PLR0
         database_url=f"sqlite:///{workdir / 'cns-demo.db'}",
         secrets_file=secrets,
         token_dir=workdir / "tokens",
+        public_url=base,
+        link_secret=secrets_module.token_urlsafe(32),
     )
     (workdir / "tokens").mkdir(exist_ok=True)
     await FileTokenStore(settings.token_dir / "zalo-zalo-oa-laichau.json").save(
@@ -101,6 +127,9 @@ async def _run(workdir: Path, boxes: Sandboxes) -> dict[str, Any]:  # noqa: PLR0
     )
     app, _, schema = await App.initialise(settings)
     day = today()
+    runner = web.AppRunner(make_web_app(app), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", int(base.rsplit(":", 1)[1])).start()
     try:
         async with app.transaction() as s:
             await users.add_user(s, None, "admin", "admin", full_name="Quản trị hệ thống", today=day)
@@ -155,9 +184,14 @@ async def _run(workdir: Path, boxes: Sandboxes) -> dict[str, Any]:  # noqa: PLR0
             plan = await planning.plan(s, editor, content_id, ["12"])
         async with app.transaction() as s:
             again = await planning.plan(s, editor, content_id, ["12"])
+        await _telegram_webhook(boxes, base, json.loads(secrets.read_text())["telegram_hook"], group_rows)
         started = time.perf_counter()
         stats = await make_dispatcher(app).run(asyncio.Event(), until_idle=True)
         elapsed = time.perf_counter() - started
+        people = await _people_respond(app, base)
+        inbound = await _settle(app)
+        async with app.sessions() as s:
+            report = await reports.monthly(s, None, day.strftime("%Y-%m"))
         async with app.transaction() as s:
             outcome = await dispatch_control.status(s, plan.dispatch_id)
             check = await check_groups(s, day)
@@ -168,6 +202,7 @@ async def _run(workdir: Path, boxes: Sandboxes) -> dict[str, Any]:  # noqa: PLR0
             )
             total_groups = (await s.execute(select(func.count()).select_from(ChatGroup))).scalar_one()
     finally:
+        await runner.cleanup()
         await app.close()
     received = {
         "telegram": len(boxes.running["telegram"].app[tg_box.STATE].messages),
@@ -206,6 +241,14 @@ async def _run(workdir: Path, boxes: Sandboxes) -> dict[str, Any]:  # noqa: PLR0
             "sandbox_messages": received,
             "errors": stats.errors,
         },
+        "engagement": {"people": people, "inbound_events": inbound},
+        "report": {
+            "month": report["month"],
+            "as_of": report["as_of"],
+            "tiers": report["tiers"],
+            "totals": report["totals"],
+            "units": [u for u in report["units"] if u["level"] != "village"],
+        },
         "done": [
             "units 2022 and 2025 with the reform mapping",
             "villages (8 real, the rest generated)",
@@ -214,11 +257,17 @@ async def _run(workdir: Path, boxes: Sandboxes) -> dict[str, Any]:  # noqa: PLR0
             "content written, submitted and approved (four eyes)",
             "dispatch planned to every tier and sent through the sandbox Telegram, Zalo, Facebook, webhook "
             "and relay (village leaders), with the durable dispatcher",
+            "members' replies and reactions posted back by the sandboxes to cns serve's webhooks with real "
+            "signatures, stored, linked to their deliveries",
+            "village leaders confirming relay posts (/r/...) and people opening tracked links (/l/...; "
+            "link-preview robots not counted)",
+            "the monthly report rolled up tier by tier",
         ],
         "not_done": [
             "tier waves and quiet hours are off in the demo, so every tier goes out at once (cns send "
             "--waves commune=15,village=30 staggers them)",
-            "no replies, reactions, relay confirmations or monthly report yet",
+            "member counts are polled by cns worker/serve every 24 h, so the demo's report shows them as "
+            "unknown (never 0)",
         ],
     }
 
@@ -251,8 +300,24 @@ async def _people_and_accounts(app: App, admin: users.Actor, day: date, boxes: S
         ):
             await users.add_user(s, admin.name, name, role, scope_code=scope, full_name=full, today=day)
         urls, creds = boxes.urls, boxes.credentials
+        hooks = {
+            "tg-laichau": {"hook": "file:telegram_hook"},
+            "zalo-oa-laichau": {"hook": "file:zalo_oa_secret"},
+            "fb-page-laichau": {
+                "hook": "file:facebook_app_secret",
+                "verify_token": "file:facebook_verify_token",
+            },
+            "mocha-bridge": {"hook": "file:webhook_inbound"},
+        }
         for name, platform, ref, cfg in (
-            ("tg-laichau", "telegram", "file:telegram_token", {"base_url": urls["telegram"]}),
+            # 25/s rather than the bot's 30/s: this process also serves the webhooks and the link
+            # clicks, and the margin keeps a busy event loop's timer lateness from bunching sends.
+            (
+                "tg-laichau",
+                "telegram",
+                "file:telegram_token",
+                {"base_url": urls["telegram"], "rate_per_second": 25},
+            ),
             (
                 "zalo-oa-laichau",
                 "zalo",
@@ -267,7 +332,9 @@ async def _people_and_accounts(app: App, admin: users.Actor, day: date, boxes: S
             ("fb-page-laichau", "facebook", "file:facebook_page_token", {"base_url": urls["facebook"]}),
             ("mocha-bridge", "webhook", "file:webhook_secret", {"base_url": urls["webhook"]}),
         ):
-            await accounts.add_account(s, admin, name, platform, secret_ref=ref, settings=cfg)
+            await accounts.add_account(
+                s, admin, name, platform, secret_ref=ref, settings=cfg, extra_secrets=hooks[name]
+            )
 
 
 def _demo_groups(tree: Any) -> list[list[str]]:
@@ -308,3 +375,71 @@ def _demo_groups(tree: Any) -> list[list[str]]:
             if serial == 2:
                 rows.append([node.code, "mocha-bridge", f"mocha-{node.code}", title, "direct", ""])
     return rows
+
+
+async def _telegram_webhook(boxes: Sandboxes, base: str, secret: str, rows: list[list[str]]) -> None:
+    """What `setWebhook` does on the real Bot API: our endpoint, our secret token, the updates we use. The
+    bot is made admin of the groups (reactions are only sent to admins)."""
+    url, token = boxes.urls["telegram"], boxes.credentials["telegram"]["token"]
+    chats = [
+        {"id": int(r[2]), "bot_status": "administrator", "title": r[3]} for r in rows if r[1] == "tg-laichau"
+    ]
+    async with aiohttp.ClientSession() as http:
+        answer = await http.post(
+            f"{url}/bot{token}/setWebhook",
+            json={
+                "url": f"{base}/hooks/telegram/tg-laichau",
+                "secret_token": secret,
+                "allowed_updates": ALLOWED_UPDATES,
+            },
+        )
+        answer.raise_for_status()
+        (await http.post(f"{url}/__sim/chats", json=chats)).raise_for_status()
+
+
+async def _people_respond(app: App, base: str) -> dict[str, int]:
+    """Village leaders confirm two relay posts in three; one reader in four opens the post's link (and
+    the chat apps' preview robots fetch it first, which must not count)."""
+    async with app.sessions() as s:
+        rows = (await s.execute(select(col(Delivery.id), col(Delivery.state)))).all()
+    track = link_tracker(app.settings)
+    out = {"confirmed": 0, "link_opened": 0, "previews": 0}
+    async with aiohttp.ClientSession() as http:
+        for row_id, state in rows:
+            delivery_id = pk(row_id)
+            if state == "awaiting_confirmation" and delivery_id % 3:
+                token = confirmation_token(app.settings, f"delivery-{delivery_id}")
+                async with http.post(f"{base}/r/{token}") as answer:
+                    out["confirmed"] += answer.status == 200
+            if state in {"sent", "awaiting_confirmation"} and delivery_id % 4 == 0:
+                link = track(delivery_id)("https://dichvucong.gov.vn")
+                for agent in ("facebookexternalhit/1.1", BROWSER):
+                    async with http.get(link, headers={"User-Agent": agent}, allow_redirects=False) as answer:
+                        if answer.status == 302:
+                            out["previews" if agent != BROWSER else "link_opened"] += 1
+    return out
+
+
+async def _settle(app: App, patience: float = 10.0) -> dict[str, int]:
+    """Wait until the sandboxes' webhook deliveries have arrived and been processed."""
+    deadline, last, stable = time.monotonic() + patience, -1, 0
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        async with app.sessions() as s:
+            counts = {
+                str(k): int(v)
+                for k, v in (
+                    await s.execute(
+                        select(col(InboundEvent.status), func.count()).group_by(col(InboundEvent.status))
+                    )
+                ).all()
+            }
+        total = sum(counts.values())
+        stable = (
+            stable + 1 if total == last and not counts.get("pending") and not counts.get("working") else 0
+        )
+        if stable >= 4:
+            break
+        last = total
+        await asyncio.sleep(0.25)
+    return counts

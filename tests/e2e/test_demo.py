@@ -42,6 +42,16 @@ def test_demo_json_summary(tmp_path: Path) -> None:
     assert received["telegram"] == dispatch["by_platform"]["telegram"]
     assert received["webhook"] == dispatch["by_platform"]["webhook"] and received["facebook"] == 1
     assert received["zalo"] == summary["groups"]["by_platform_mode"]["zalo/direct"] + 3 * relay
+    # People answered through the real webhook endpoints, and the report counts what happened.
+    inbound = summary["engagement"]["inbound_events"]
+    assert inbound.get("done", 0) > 0 and not inbound.get("failed") and not inbound.get("pending")
+    totals = summary["report"]["totals"]
+    assert totals["posts_delivered"] == dispatch["total"] and totals["groups"] == summary["groups"]["total"]
+    assert totals["posts_confirmed"] == summary["engagement"]["people"]["confirmed"] > 0
+    assert totals["clicks"] == summary["engagement"]["people"]["link_opened"] > 0  # previews not counted
+    assert totals["replies"] > 0 and totals["reactions"] > 0
+    assert totals["members"] is None  # never polled in the demo: unknown, not 0
+    assert summary["report"]["tiers"] == ["province", "commune", "village"]
     assert (tmp_path / "demo" / "cns-demo.db").exists()
     # The database holds secret references, never the demo secrets themselves.
     secrets = json.loads((tmp_path / "demo" / "secrets.json").read_text())
