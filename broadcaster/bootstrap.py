@@ -115,8 +115,7 @@ def build_sender(account: Account, settings: Settings, environ: Mapping[str, str
 
 def confirmation_token(settings: Settings, key: str) -> str:
     """An unguessable token for a relay confirmation link (``/r/{token}``), checked by ``cns serve``."""
-    secret = (settings.link_secret or f"unset:{settings.database_url}").encode()
-    digest = hmac.new(secret, key.encode(), hashlib.sha256).digest()
+    digest = hmac.new(settings.key_for_links(), key.encode(), hashlib.sha256).digest()
     return f"{key}.{base64.urlsafe_b64encode(digest[:12]).decode()}"
 
 
@@ -161,16 +160,12 @@ def link_tracker(settings: Settings) -> Callable[[int], Callable[[str], str]]:
     """Per delivery, each link of the post becomes ``{CNS_PUBLIC_URL}/l/{code}`` (``cns serve``)."""
     from broadcaster.links import link_code
 
-    base, secret = settings.public_url.rstrip("/"), link_key(settings)
+    base, secret = settings.public_url.rstrip("/"), settings.key_for_links()
 
     def for_delivery(delivery_id: int) -> Callable[[str], str]:
         return lambda url: f"{base}/l/{link_code(secret, delivery_id, url)}"
 
     return for_delivery
-
-
-def link_key(settings: Settings) -> bytes:
-    return (settings.link_secret or f"unset:{settings.database_url}").encode()
 
 
 def hook_codecs() -> dict[str, Any]:

@@ -10,13 +10,13 @@ from sqlmodel import col
 
 from broadcaster import audit
 from broadcaster.errors import NotFound, WorkflowError
+from broadcaster.group_events import PENDING
 from broadcaster.models import Delivery, Dispatch, pk
 from broadcaster.sqltypes import utcnow
 from broadcaster.timeutil import LOCAL_TZ, today
 from broadcaster.unit_tree import load_tree
 from broadcaster.users import Actor, Permission
 
-PENDING = ("planned", "queued", "errored", "unknown", "sending")
 DONE_STATES = ("sent", "awaiting_confirmation", "confirmed", "failed", "skipped", "recalled")
 
 
@@ -133,7 +133,7 @@ async def cancel(session: AsyncSession, actor: Actor, dispatch_id: int) -> int:
     before, dispatch.status = dispatch.status, "cancelled"
     result = await session.execute(
         update(Delivery)
-        .where(col(Delivery.dispatch_id) == dispatch_id, col(Delivery.state).in_(PENDING[:-1]))
+        .where(col(Delivery.dispatch_id) == dispatch_id, col(Delivery.state).in_(PENDING))
         .values(state="skipped", last_error=f"cancelled by {actor.name}", updated_at=utcnow())
     )
     skipped = int(result.rowcount)  # type: ignore[attr-defined]

@@ -351,7 +351,7 @@ class Dispatcher:
                 return ctx.tree
         return await load_tree(s, day)
 
-    def _sender(self, account: Account) -> Sender:
+    def sender(self, account: Account) -> Sender:
         sender = self._senders.get(pk(account.id))
         if sender is None:
             sender = self._senders[pk(account.id)] = self.make_sender(account)
@@ -469,7 +469,7 @@ class Dispatcher:
         if variables is None:
             variables = ctx.variables[group.unit_id] = variables_for(ctx.tree, group.unit_id)
         target = target_for(group, ctx.tree, variables)
-        sender = self._relay(group, accounts) if group.mode == "relay" else self._sender(account)
+        sender = self._relay(group, accounts) if group.mode == "relay" else self.sender(account)
         track = self.track(delivery_id) if self.track is not None else None
         message = self.render(group.platform, ctx.revision, ctx.media, target.variables, track=track)
         try:
@@ -489,7 +489,7 @@ class Dispatcher:
         channels: dict[str, Sender] = {}
         for account in sorted(accounts.values(), key=lambda a: (a.id != group.account_id, a.id)):
             if account.status == "active" and account.platform not in channels:
-                channels[account.platform] = self._sender(account)
+                channels[account.platform] = self.sender(account)
         return self.make_relay(channels)
 
     # --- committing outcomes -----------------------------------------------------------------------------

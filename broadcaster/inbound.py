@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, cast, func, select, update
+from sqlalchemy import String, cast, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,6 +43,7 @@ from broadcaster.models import (
 from broadcaster.ports import HookCodec, Signal
 from broadcaster.privacy import pseudonym
 from broadcaster.sqltypes import utcnow
+from broadcaster.timeutil import today as current_day
 
 log = logging.getLogger(__name__)
 
@@ -311,14 +312,13 @@ async def _apply(  # noqa: PLR0911, PLR0912 - one branch per signal kind
 
 
 async def _anonymous_total(s: AsyncSession, delivery: Delivery, kind: str) -> int:
-    stored_kind = "reaction" if kind == "reaction_count" else kind
-    query = select(func.coalesce(func.sum(col(Interaction.count)), 0)).where(
-        col(Interaction.delivery_id) == delivery.id,
-        col(Interaction.kind) == stored_kind,
-        and_(col(Interaction.actor_hash).is_(None), col(Interaction.value) == "total")
-        if kind == "reaction_count"
-        else col(Interaction.actor_hash).is_(None),
-    )
+    """What anonymous counters already added for this delivery (a new total is stored as a delta)."""
+    conditions = [col(Interaction.delivery_id) == delivery.id, col(Interaction.actor_hash).is_(None)]
+    if kind == "reaction_count":  # anonymous totals, not reactions of people we could not identify
+        conditions += [col(Interaction.kind) == "reaction", col(Interaction.value) == "total"]
+    else:
+        conditions.append(col(Interaction.kind) == kind)
+    query = select(func.coalesce(func.sum(col(Interaction.count)), 0)).where(*conditions)
     return int((await s.execute(query)).scalar_one())
 
 
@@ -334,9 +334,7 @@ async def _bot_added(
             return "done", None
         return "ignored", "already registered"
     title = signal.title or ""
-    from broadcaster.timeutil import today as today_fn
-
-    node, how = await match_title(s, title, today or today_fn())
+    node, how = await match_title(s, title, today or current_day())
     existing = (
         await s.execute(
             select(GroupSuggestion).where(

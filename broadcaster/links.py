@@ -15,6 +15,7 @@ import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -105,21 +106,8 @@ async def record_click(s: AsyncSession, click: Click, visitor: str, user_agent: 
             .limit(1)
         )
     ).first()
-    group = await s.get(ChatGroup, click.delivery.group_id)
-    s.add(
-        Interaction(
-            kind="click",
-            at=utcnow(),
-            platform=click.delivery.platform,
-            account_id=group.account_id if group else None,
-            group_id=click.delivery.group_id,
-            unit_id=click.delivery.unit_id,
-            delivery_id=click.delivery.id,
-            dispatch_id=click.delivery.dispatch_id,
-            actor_hash=visitor,
-            value=click.url[:64],
-            count=0 if seen else 1,
-        )
+    await _record(
+        s, click.delivery, "click", actor_hash=visitor, value=click.url[:64], count=0 if seen else 1
     )
     return "repeat" if seen else "click"
 
@@ -135,17 +123,23 @@ async def confirm_delivery(s: AsyncSession, delivery_id: int) -> str:
         return delivery.state
     now = utcnow()
     delivery.state, delivery.confirmed_at, delivery.updated_at = "confirmed", now, now
+    await _record(s, delivery, "confirmation")
+    return "confirmed"
+
+
+async def _record(s: AsyncSession, delivery: Delivery, kind: str, **fields: Any) -> None:
+    """An interaction with one delivery, placed on its group, unit and dispatch."""
     group = await s.get(ChatGroup, delivery.group_id)
     s.add(
         Interaction(
-            kind="confirmation",
-            at=now,
+            kind=kind,
+            at=utcnow(),
             platform=delivery.platform,
             account_id=group.account_id if group else None,
             group_id=delivery.group_id,
             unit_id=delivery.unit_id,
             delivery_id=delivery.id,
             dispatch_id=delivery.dispatch_id,
+            **fields,
         )
     )
-    return "confirmed"

@@ -19,9 +19,10 @@ from sqlmodel import col
 
 from broadcaster import audit
 from broadcaster.bootstrap import App
-from broadcaster.dispatch_control import PENDING, _check_scope, _dispatch
+from broadcaster.dispatch_control import _check_scope, _dispatch
 from broadcaster.errors import DeliveryError, NotSupported, WorkflowError
 from broadcaster.followup import SenderPool, Tally
+from broadcaster.group_events import PENDING
 from broadcaster.models import Account, ChatGroup, Delivery, pk
 from broadcaster.ports import Sender
 from broadcaster.sqltypes import utcnow
@@ -76,7 +77,7 @@ async def recall(
         now = utcnow()
         result = await s.execute(
             update(Delivery)
-            .where(col(Delivery.dispatch_id) == dispatch_id, col(Delivery.state).in_(PENDING[:-1]))
+            .where(col(Delivery.dispatch_id) == dispatch_id, col(Delivery.state).in_(PENDING))
             .values(state="skipped", last_error=f"recalled by {actor.name} before sending", updated_at=now)
         )
         report.skipped = int(result.rowcount)  # type: ignore[attr-defined]

@@ -55,8 +55,12 @@ class Settings:
             reach_interval_hours=_number(env, "CNS_REACH_INTERVAL_HOURS", 24.0, float),
         )
 
+    def key_for_links(self) -> bytes:
+        """Keys tracked-link codes and relay confirmation tokens."""
+        return (self.link_secret or f"unset:{self.database_url}").encode()
+
     def key_for_pseudonyms(self) -> bytes:
-        return (self.pseudonym_key or self.link_secret or f"unset:{self.database_url}").encode()
+        return self.pseudonym_key.encode() if self.pseudonym_key else self.key_for_links()
 
 
 def _number(env: Mapping[str, str], name: str, default: _N, kind: type[_N]) -> _N:

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from broadcaster.errors import CnsError
@@ -60,7 +61,7 @@ async def poll_members(app: App, dispatcher: Dispatcher, *, batch: int = POLL_BA
         try:
             bucket = dispatcher.limits.account(pk(account.id), account.platform, account.settings)
             await bucket.acquire(30.0)
-            count = await dispatcher._sender(account).member_count(
+            count = await dispatcher.sender(account).member_count(
                 Target(platform=group.platform, external_id=group.external_id, title=group.title)
             )
         except CnsError as exc:  # not countable now (rate limit, network, gone): stays unknown
@@ -126,10 +127,9 @@ async def follow_up_relays(app: App, dispatcher: Dispatcher) -> dict[str, int]:
     return {"reminded": int(reminded.rowcount or 0), "escalated": len(due)}  # type: ignore[attr-defined]
 
 
-async def _tell_team(app: App, dispatcher: Dispatcher, s: object, unit_id: int, waiting: list[str]) -> None:
-    from sqlalchemy.ext.asyncio import AsyncSession
-
-    assert isinstance(s, AsyncSession)
+async def _tell_team(
+    app: App, dispatcher: Dispatcher, s: AsyncSession, unit_id: int, waiting: list[str]
+) -> None:
     rows = (
         await s.execute(
             select(ChatGroup, Account)
@@ -149,7 +149,7 @@ async def _tell_team(app: App, dispatcher: Dispatcher, s: object, unit_id: int, 
     for group, account in rows:
         try:
             await dispatcher.limits.account(pk(account.id), account.platform, account.settings).acquire(30.0)
-            await dispatcher._sender(account).send(
+            await dispatcher.sender(account).send(
                 Target(platform=group.platform, external_id=group.external_id, title=group.title),
                 message,
                 f"escalation-{unit_id}-{utcnow():%Y%m%d%H}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,11 @@ def json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadPayload("the body is not a JSON object")
     return value
+
+
+def header(headers: Mapping[str, str], name: str) -> str:
+    """A request header by its lower-case name, whatever case the sender used ("" when absent)."""
+    return next((v for k, v in headers.items() if k.lower() == name), "")
 
 
 def obj(value: object) -> dict[str, Any]:

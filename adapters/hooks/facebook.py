@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.hooks.common import epoch, ident, json_object, obj, text
+from adapters.hooks.common import epoch, header, ident, json_object, obj, text
 from broadcaster.errors import BadPayload, BadSignature
 from broadcaster.ports import Signal
 
@@ -38,20 +38,18 @@ class FacebookHooks:
     def verify(
         self, headers: Mapping[str, str], body: bytes, secret: str, settings: Mapping[str, Any], now: float
     ) -> str:
-        received = next((v for k, v in headers.items() if k.lower() == HEADER), "")
+        received = header(headers, HEADER)
         if not secret or not received.startswith("sha256="):
             raise BadSignature("missing X-Hub-Signature-256")
         expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(received.removeprefix("sha256=").lower().encode(), expected.encode()):
             raise BadSignature("X-Hub-Signature-256 does not match the body")
-        if json_object(body).get("object") != "page":
-            raise BadPayload("not a Page notification")
         return "sha256:" + hashlib.sha256(body).hexdigest()[:48]
 
     def parse(self, body: bytes) -> list[Signal]:
         note = json_object(body)
         entries = note.get("entry")
-        if not isinstance(entries, list):
+        if note.get("object") != "page" or not isinstance(entries, list):
             raise BadPayload("a Page notification without entries")
         signals: list[Signal] = []
         for entry in entries:

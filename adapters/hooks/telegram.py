@@ -12,7 +12,7 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.hooks.common import epoch, ident, json_object, obj, text
+from adapters.hooks.common import epoch, header, ident, json_object, obj, text
 from broadcaster.errors import BadPayload, BadSignature
 from broadcaster.ports import Signal
 
@@ -27,7 +27,7 @@ class TelegramHooks:
     def verify(
         self, headers: Mapping[str, str], body: bytes, secret: str, settings: Mapping[str, Any], now: float
     ) -> str:
-        received = next((v for k, v in headers.items() if k.lower() == HEADER), "")
+        received = header(headers, HEADER)
         if not secret or not hmac.compare_digest(received.encode(), secret.encode()):
             raise BadSignature("missing or wrong X-Telegram-Bot-Api-Secret-Token")
         update_id = json_object(body).get("update_id")

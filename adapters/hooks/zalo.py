@@ -15,7 +15,7 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.hooks.common import epoch, ident, json_object, obj, text
+from adapters.hooks.common import epoch, header, ident, json_object, obj, text
 from broadcaster.errors import BadPayload, BadSignature
 from broadcaster.ports import Signal
 
@@ -28,7 +28,7 @@ class ZaloHooks:
     def verify(
         self, headers: Mapping[str, str], body: bytes, secret: str, settings: Mapping[str, Any], now: float
     ) -> str:
-        received = next((v for k, v in headers.items() if k.lower() == HEADER), "").strip()
+        received = header(headers, HEADER).strip()
         received = received.removeprefix("mac=")
         if not secret or not received:
             raise BadSignature("missing X-ZEvent-Signature")

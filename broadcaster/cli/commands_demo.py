@@ -82,4 +82,4 @@ def _lines(s: dict[str, Any], kept: bool) -> list[str]:
 def _report_lines(report: dict[str, Any]) -> list[str]:
     from broadcaster.cli.commands_engagement import _table
 
-    return _table({**report, "root": report["units"][0] if report["units"] else {"name": "?"}})
+    return _table(report)

@@ -245,6 +245,7 @@ async def _run(workdir: Path, boxes: Sandboxes, base: str) -> dict[str, Any]:  #
         "report": {
             "month": report["month"],
             "as_of": report["as_of"],
+            "root": report["root"],
             "tiers": report["tiers"],
             "totals": report["totals"],
             "units": [u for u in report["units"] if u["level"] != "village"],

@@ -14,7 +14,7 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from broadcaster.errors import BadPayload, HookRejected
+from broadcaster.errors import HookRejected
 from broadcaster.web.state import STATE, WebState
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,6 @@ async def never_500(request: web.Request, handler: Handler) -> web.StreamRespons
         return await handler(request)
     except web.HTTPException:
         raise
-    except BadPayload as exc:
-        return web.json_response({"error": str(exc)}, status=400)
     except HookRejected as exc:
         return web.json_response({"error": str(exc)}, status=exc.status)
     except Exception:

@@ -8,7 +8,7 @@ import re
 from aiohttp import web
 
 from broadcaster import links
-from broadcaster.bootstrap import confirmation_token, link_key
+from broadcaster.bootstrap import confirmation_token
 from broadcaster.models import Attachment
 from broadcaster.privacy import pseudonym
 from broadcaster.web.state import STATE
@@ -44,7 +44,7 @@ def _visitor(request: web.Request) -> str:
 async def tracked_link(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     settings = state.app.settings
-    parsed = links.parse_link_code(link_key(settings), request.match_info["code"])
+    parsed = links.parse_link_code(settings.key_for_links(), request.match_info["code"])
     if parsed is None:
         state.count("link", "invalid")
         return _page("Liên kết không hợp lệ", "<p>Liên kết này không tồn tại.</p>", 404)

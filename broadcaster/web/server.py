@@ -15,7 +15,7 @@ from sqlmodel import col
 
 from broadcaster.bootstrap import App
 from broadcaster.inbound import EventStore, process_pending
-from broadcaster.models import Delivery, InboundEvent
+from broadcaster.models import ContentRevision, Delivery, InboundEvent
 from broadcaster.ports import HookCodec
 from broadcaster.privacy import purge_raw
 from broadcaster.web import api, hooks, pages
@@ -28,7 +28,7 @@ PURGE_EVERY = 3600.0
 def create_app(
     app: App,
     codecs: Mapping[str, HookCodec],
-    links_of: Callable[..., list[str]],
+    links_of: Callable[[ContentRevision], list[str]],
     *,
     process: bool = True,
 ) -> web.Application:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,7 @@ from sqlmodel import col
 from broadcaster.bootstrap import App
 from broadcaster.errors import CnsError
 from broadcaster.inbound import EventStore
-from broadcaster.models import Account, pk
+from broadcaster.models import Account, ContentRevision, pk
 from broadcaster.ports import HookCodec
 from broadcaster.secrets import resolve
 
@@ -38,7 +38,7 @@ class WebState:
     app: App
     codecs: Mapping[str, HookCodec]
     store: EventStore
-    links_of: Any  # content.render.revision_links
+    links_of: Callable[[ContentRevision], list[str]]  # content.render.revision_links
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # stored events are waiting
     counters: Counter[tuple[str, ...]] = field(default_factory=Counter)
     started: float = field(default_factory=time.time)
