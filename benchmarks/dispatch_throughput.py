@@ -5,8 +5,10 @@ Lai Châu 2025 communes plus N generated villages, one Telegram group each, one 
 planned dispatch (setup, not timed). Timed: `cns worker`'s dispatcher (`make_dispatcher`, real
 TelegramSender over aiohttp, leases, outcomes committed per batch) from start until nothing is left,
 with the account's own pacing lifted (`rate_per_second` very high) as the server's limits are off.
-In the same run, before it, the raw aiohttp rate: N form-encoded `sendMessage` POSTs with the same
-number in flight. Also reports the peak RSS of this process (ru_maxrss).
+In the same run, before it and again after it, the raw aiohttp rate: N form-encoded `sendMessage`
+POSTs with the same number in flight; the ratio is against the mean of the two (on this shared
+machine one raw measurement alone swung by up to 50 % between runs). Also reports the peak RSS of
+this process (ru_maxrss).
 Run: `python benchmarks/dispatch_throughput.py [--groups N] [--concurrency C] [--batch B] [--db URL]`.
 """
 
@@ -35,12 +37,13 @@ async def dispatch(app: App, concurrency: int, batch: int) -> tuple[float, dict[
 
 async def phases(
     work: Path, url: str, base: str, args: argparse.Namespace
-) -> tuple[int, float, float, dict[str, object]]:
+) -> tuple[int, tuple[float, float], float, dict[str, object]]:
     """All in one event loop: the database connections belong to it."""
     app, total = await world.build(work, url, base, args.groups)
-    raw = await raw_rate(base, args.groups, args.concurrency)
+    before = await raw_rate(base, args.groups, args.concurrency)
     elapsed, stats = await dispatch(app, args.concurrency, args.batch)
-    return total, raw, elapsed, stats
+    after = await raw_rate(base, args.groups, args.concurrency)
+    return total, (before, after), elapsed, stats
 
 
 def main() -> None:
@@ -54,19 +57,23 @@ def main() -> None:
         work = Path(tmp)
         server, base = world.start_sandbox(work)
         try:
-            total, raw, elapsed, stats = asyncio.run(
+            total, raws, elapsed, stats = asyncio.run(
                 phases(work, args.db or f"sqlite:///{work}/bench.db", base, args)
             )
         finally:
             server.terminate()
             server.wait(timeout=10)
     rate = stats["sent"] / elapsed  # type: ignore[operator]
+    raw = sum(raws) / 2
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"sandbox Telegram in a separate process, limits off; {total:,} deliveries, "
         f"{args.concurrency} in flight, batches of {args.batch}; database {args.db or 'SQLite'}"
     )
-    print(f"raw aiohttp POST sendMessage: {raw:,.0f} requests/s")
+    print(
+        f"raw aiohttp POST sendMessage: {raw:,.0f} requests/s "
+        f"(before {raws[0]:,.0f}, after {raws[1]:,.0f})"
+    )
     print(
         f"durable dispatch: {stats['sent']:,} sent in {elapsed:.2f} s = {rate:,.0f} deliveries/s "
         f"({rate / raw:.0%} of raw); {stats}"

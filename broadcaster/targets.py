@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from broadcaster.models import ChatGroup
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
 from broadcaster.ports import Admin, Target
 from broadcaster.unit_tree import UnitTree
 
@@ -28,7 +30,31 @@ def variables_for(tree: UnitTree, unit_id: int) -> dict[str, str]:
     return values
 
 
-def target_for(group: ChatGroup, tree: UnitTree, variables: dict[str, str] | None = None) -> Target:
+class GroupView(Protocol):
+    """What a send needs of a group: a ``ChatGroup`` or a plain row of its table (the dispatcher reads
+    rows, not ORM objects: building a thousand model instances per batch cost more than the claim)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def account_id(self) -> int: ...
+    @property
+    def unit_id(self) -> int: ...
+    @property
+    def platform(self) -> str: ...
+    @property
+    def external_id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def admins(self) -> Sequence[Mapping[str, Any]]: ...
+
+
+def target_for(group: GroupView, tree: UnitTree, variables: dict[str, str] | None = None) -> Target:
     """The adapter's view of a group; ``variables`` may be passed in when the caller caches them."""
     return Target(
         platform=group.platform,
