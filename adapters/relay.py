@@ -65,14 +65,19 @@ class RelaySender:
 
     async def send(self, target: Target, message: RenderedMessage, key: str) -> SendResult:
         def build(admin: Admin) -> RenderedMessage:
-            header = (
+            ask = (
                 f"Kính gửi {admin.name}: nhờ anh/chị đăng tin dưới đây vào nhóm "
                 f"«{target.title or target.external_id}»."
             )
+            header = f"Nhắc lại (chưa nhận được xác nhận). {ask}" if target.reminder else ask
+            # The same link as the first request: either message confirms the one delivery.
             footer = f"Đăng xong, bấm để xác nhận: {self.confirm_link(key)}"
             return admin_message(message, admin.channel, header, footer)
 
-        return await self._each(target, build, key)
+        # A reminder is a new message on each channel (a webhook receiver dedupes by key).
+        return await self._each(
+            target, build, f"{key}:reminder-{target.reminder}" if target.reminder else key
+        )
 
     async def edit(self, target: Target, message_id: str, message: RenderedMessage) -> None:
         def build(admin: Admin) -> RenderedMessage:

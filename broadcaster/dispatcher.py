@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple, Protocol, cast
 
-from sqlalchemy import JSON, and_, bindparam, case, delete, exists, or_, select, update
+from sqlalchemy import JSON, and_, bindparam, case, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -76,7 +77,9 @@ _OUTCOME_UPDATE = (
         last_error=bindparam("b_error"),
         attempts=bindparam("b_attempts"),
         message_ids=bindparam("b_ids", type_=JSON),
-        sent_at=bindparam("b_sent_at", type_=UTCDateTime),
+        # The first send's time: a relay reminder goes out again but the post was sent back then
+        # (escalation counts from it, reports date it by it).
+        sent_at=func.coalesce(_T.c.sent_at, bindparam("b_sent_at", type_=UTCDateTime)),
         external_message_id=bindparam("b_external"),
         lease_owner=None,
         lease_until=None,
@@ -122,6 +125,7 @@ class Claimed(NamedTuple):
     dispatch_id: int
     group_id: int
     attempts: int  # counting the attempt this claim starts
+    reminders: int = 0  # relay: reminders asked for by upkeep (the package goes out again, as a reminder)
 
 
 @dataclass(slots=True)
@@ -300,10 +304,10 @@ class Dispatcher:
                         updated_at=now,
                         resent_unknown=_T.c.resent_unknown + case((_T.c.state == "unknown", 1), else_=0),
                     )
-                    .returning(_T.c.id, _T.c.dispatch_id, _T.c.group_id, _T.c.attempts)
+                    .returning(_T.c.id, _T.c.dispatch_id, _T.c.group_id, _T.c.attempts, _T.c.reminders)
                 )
             ).all()
-            claimed = [Claimed(pk(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
+            claimed = [Claimed(pk(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
             if claimed:
                 await s.execute(
                     update(Dispatch)
@@ -408,7 +412,7 @@ class Dispatcher:
             # uncommitted (and send again) is bounded by ``concurrency``, the sends in flight.
             async with self._in_flight:
                 outcome = await self._send_one(
-                    c.delivery_id, groups[c.group_id], accounts, contexts[c.dispatch_id]
+                    c.delivery_id, groups[c.group_id], accounts, contexts[c.dispatch_id], c.reminders
                 )
                 outcome.attempts = c.attempts
                 committed = asyncio.get_running_loop().create_future()
@@ -444,7 +448,12 @@ class Dispatcher:
             await self.renew()
 
     async def _send_one(
-        self, delivery_id: int, group: GroupView, accounts: Mapping[int, Account], ctx: _Context
+        self,
+        delivery_id: int,
+        group: GroupView,
+        accounts: Mapping[int, Account],
+        ctx: _Context,
+        reminders: int = 0,
     ) -> Outcome:
         account = accounts[group.account_id]
         outcome = Outcome(delivery_id, pk(group.id), pk(account.id))
@@ -454,7 +463,9 @@ class Dispatcher:
             outcome.state, outcome.note = "queued", f"account {account.name} is paused"
         else:
             try:
-                outcome.message_ids = await self._deliver(delivery_id, group, account, accounts, ctx)
+                outcome.message_ids = await self._deliver(
+                    delivery_id, group, account, accounts, ctx, reminders
+                )
                 outcome.state = "awaiting_confirmation" if group.mode == "relay" else "sent"
             except DeliveryError as exc:
                 outcome.error = exc
@@ -484,11 +495,14 @@ class Dispatcher:
         account: Account,
         accounts: Mapping[int, Account],
         ctx: _Context,
+        reminders: int = 0,
     ) -> tuple[str, ...]:
         variables = ctx.variables.get(group.unit_id)
         if variables is None:
             variables = ctx.variables[group.unit_id] = variables_for(ctx.tree, group.unit_id)
         target = target_for(group, ctx.tree, variables)
+        if reminders and group.mode == "relay":
+            target = dataclasses.replace(target, reminder=reminders)
         sender = self._relay(group, accounts) if group.mode == "relay" else self.sender(account)
         track = self.track(delivery_id) if self.track is not None else None
         message = self.render(group.platform, ctx.revision, ctx.media, target.variables, track=track)

@@ -31,6 +31,7 @@ class Target:
     kind: str = "group"  # group | user (a follower or an admin reached one to one, as relay does)
     admins: tuple[Admin, ...] = ()
     variables: dict[str, str] = field(default_factory=dict)  # unit_name, commune, district, province
+    reminder: int = 0  # relay: how many times the admins were already asked (0 = the first request)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from broadcaster.errors import CnsError
-from broadcaster.models import Account, Alert, ChatGroup, Delivery, MemberSnapshot, Unit, UnitLink, pk
+from broadcaster.models import (
+    Account,
+    Alert,
+    ChatGroup,
+    Delivery,
+    Dispatch,
+    MemberSnapshot,
+    Unit,
+    UnitLink,
+    pk,
+)
 from broadcaster.ports import RenderedMessage, Target
 from broadcaster.sqltypes import utcnow
 
@@ -81,16 +91,34 @@ async def follow_up_relays(app: App, dispatcher: Dispatcher) -> dict[str, int]:
     now = utcnow()
     remind_before = now - timedelta(hours=app.settings.confirm_remind_hours)
     escalate_before = now - timedelta(hours=app.settings.confirm_escalate_hours)
+    # A cancelled (or paused) dispatch is not chased: the editor stopped it.
+    live = select(col(Dispatch.id)).where(col(Dispatch.status).in_(["running", "done"]))
     async with app.transaction() as s:
-        reminded = await s.execute(
-            update(Delivery)
-            .where(
-                col(Delivery.state) == "awaiting_confirmation",
-                col(Delivery.reminders) == 0,
-                col(Delivery.sent_at) < remind_before,
+        reminded = (
+            (
+                await s.execute(
+                    update(Delivery)
+                    .where(
+                        col(Delivery.state) == "awaiting_confirmation",
+                        col(Delivery.reminders) == 0,
+                        col(Delivery.sent_at) < remind_before,
+                        col(Delivery.dispatch_id).in_(live),
+                    )
+                    .values(state="queued", reminders=1, next_attempt_at=now, updated_at=now)
+                    .returning(col(Delivery.dispatch_id))
+                    .execution_options(synchronize_session=False)
+                )
             )
-            .values(state="queued", reminders=1, next_attempt_at=now, updated_at=now)
+            .scalars()
+            .all()
         )
+        if reminded:  # the dispatcher claims only from running dispatches: a finished one runs again
+            await s.execute(
+                update(Dispatch)
+                .where(col(Dispatch.id).in_(set(reminded)), col(Dispatch.status) == "done")
+                .values(status="running")
+                .execution_options(synchronize_session=False)
+            )
         due = (
             await s.execute(
                 select(Delivery, ChatGroup, Unit)
@@ -100,6 +128,7 @@ async def follow_up_relays(app: App, dispatcher: Dispatcher) -> dict[str, int]:
                     col(Delivery.state) == "awaiting_confirmation",
                     col(Delivery.escalated_at).is_(None),
                     col(Delivery.sent_at) < escalate_before,
+                    col(Delivery.dispatch_id).in_(live),
                 )
             )
         ).all()
@@ -124,7 +153,7 @@ async def follow_up_relays(app: App, dispatcher: Dispatcher) -> dict[str, int]:
             )
             if parent is not None:
                 await _tell_team(app, dispatcher, s, parent, waiting)
-    return {"reminded": int(reminded.rowcount or 0), "escalated": len(due)}  # type: ignore[attr-defined]
+    return {"reminded": len(reminded), "escalated": len(due)}
 
 
 async def _tell_team(
