@@ -356,4 +356,5 @@ async def _bot_added(
         )
     else:
         existing.title, existing.unit_id, existing.match = title[:255], node.id if node else None, how
+        existing.status = "pending"  # added again after a dismissal: news an admin should see
     return "done", f"suggested registration ({how} match)"

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from broadcaster import accounts, groups, users
+from broadcaster import accounts, groups, suggestions, users
 from broadcaster.bootstrap import App
 from broadcaster.cli.base import emit, run, table
 from broadcaster.errors import InputError
@@ -233,3 +233,68 @@ def groups_check(ctx: click.Context, as_of: str | None) -> None:
         more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
         lines.append(f"  no group  {len(missing)} units: {shown}{more}")
     emit(ctx, data, lines)
+
+
+@groups_group.command("suggestions")
+@click.option("--status", type=click.Choice(suggestions.STATUSES), default="pending", show_default=True)
+@click.pass_context
+def groups_suggestions(ctx: click.Context, status: str) -> None:
+    """Groups the bot was added to that are not registered yet (from `cns serve`), with the unit their
+    title matched; accept or dismiss them with `cns groups accept|dismiss ID`."""
+
+    async def work(app: App) -> list[dict[str, Any]]:
+        async with app.transaction() as session:
+            actor = await users.get_actor(session, app.settings.user)
+            return await suggestions.list_suggestions(session, actor, today=today(), status=status)
+
+    rows = run(ctx, work)
+    emit(
+        ctx,
+        rows,
+        table(rows, ["id", "account", "external_id", "title", "unit", "unit_name", "match", "at"])
+        if rows
+        else f"no {status} group suggestions",
+    )
+
+
+@groups_group.command("accept")
+@click.argument("suggestion_id", type=int)
+@click.option("--unit", "unit_code", help="Register for this unit instead of the matched one.")
+@click.option("--mode", type=click.Choice(groups.MODES), default="direct", show_default=True)
+@click.option("--admins", default="", help='"Name=channel:address; ..." (needed for relay).')
+@click.pass_context
+def groups_accept(
+    ctx: click.Context, suggestion_id: int, unit_code: str | None, mode: str, admins: str
+) -> None:
+    """Register a suggested group (see `cns groups suggestions`)."""
+
+    async def work(app: App) -> dict[str, Any]:
+        async with app.transaction() as session:
+            actor = await users.get_actor(session, app.settings.user)
+            return await suggestions.accept(
+                session,
+                actor,
+                suggestion_id,
+                today=today(),
+                unit_code=unit_code,
+                mode=mode,
+                admins=admins,
+            )
+
+    data = run(ctx, work)
+    emit(ctx, data, f"added group {data['id']} {data['title']!r} for unit {data['unit']}")
+
+
+@groups_group.command("dismiss")
+@click.argument("suggestion_id", type=int)
+@click.pass_context
+def groups_dismiss(ctx: click.Context, suggestion_id: int) -> None:
+    """Drop a suggested group that is not one of ours."""
+
+    async def work(app: App) -> dict[str, Any]:
+        async with app.transaction() as session:
+            actor = await users.get_actor(session, app.settings.user)
+            await suggestions.dismiss(session, actor, suggestion_id, today=today())
+            return {"id": suggestion_id, "status": "dismissed"}
+
+    emit(ctx, run(ctx, work), f"dismissed group suggestion {suggestion_id}")

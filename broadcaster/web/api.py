@@ -14,7 +14,8 @@ from sqlmodel import col
 
 from broadcaster import dispatch_control, engagement, reports
 from broadcaster.errors import CnsError, InputError, NotFound, PermissionDenied
-from broadcaster.models import Delivery, GroupSuggestion, InboundEvent
+from broadcaster.models import Delivery, InboundEvent
+from broadcaster.suggestions import STATUSES, list_suggestions
 from broadcaster.timeutil import parse_time, today
 from broadcaster.users import Actor, Permission, actor_for_token
 from broadcaster.web.state import STATE
@@ -206,20 +207,9 @@ async def unmatched(request: web.Request) -> web.Response:
 
 async def suggestions(request: web.Request) -> web.Response:
     async def work(s: AsyncSession, actor: Actor) -> Any:
-        actor.require(Permission.MANAGE_GROUPS)
-        rows = (
-            await s.execute(select(GroupSuggestion).where(col(GroupSuggestion.status) == "pending"))
-        ).scalars()
-        return [
-            {
-                "id": g.id,
-                "platform": g.platform,
-                "external_id": g.external_id,
-                "title": g.title,
-                "unit": g.unit_id,
-                "match": g.match,
-            }
-            for g in rows
-        ]
+        status = request.query.get("status", "pending")
+        if status not in STATUSES:
+            raise InputError(f"status must be one of {', '.join(STATUSES)}")
+        return await list_suggestions(s, actor, today=today(), status=status)
 
     return await _call(request, work)
