@@ -298,6 +298,37 @@ class TelegramSender:
         except TelegramError as exc:
             raise translate(exc, "telegram member count") from None
 
+    async def set_webhook(self, url: str, secret_token: str, allowed_updates: Sequence[str]) -> None:
+        """Point the bot's updates at ``url``; Telegram sends ``secret_token`` in every request's
+        ``X-Telegram-Bot-Api-Secret-Token``. Reactions come only when listed in ``allowed_updates``."""
+        bot = await self._bot()
+        try:
+            await bot.set_webhook(url=url, secret_token=secret_token, allowed_updates=list(allowed_updates))
+        except TelegramError as exc:
+            raise translate(exc, "telegram setWebhook") from None
+
+    async def delete_webhook(self) -> None:
+        bot = await self._bot()
+        try:
+            await bot.delete_webhook()
+        except TelegramError as exc:
+            raise translate(exc, "telegram deleteWebhook") from None
+
+    async def webhook_info(self) -> dict[str, Any]:
+        """What Telegram reports: the URL, updates waiting, and the last delivery error it saw."""
+        bot = await self._bot()
+        try:
+            info = await bot.get_webhook_info()
+        except TelegramError as exc:
+            raise translate(exc, "telegram getWebhookInfo") from None
+        return {
+            "url": info.url,
+            "pending_update_count": info.pending_update_count,
+            "allowed_updates": list(info.allowed_updates or ()),
+            "last_error_date": info.last_error_date.isoformat() if info.last_error_date else None,
+            "last_error_message": info.last_error_message,
+        }
+
     async def close(self) -> None:
         if self._ready:
             await self.bot.shutdown()

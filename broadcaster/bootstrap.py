@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from broadcaster.db import create_engine, session_factory
-from broadcaster.errors import ConfigError
+from broadcaster.errors import ConfigError, InputError
 from broadcaster.models import Account
 from broadcaster.ports import Sender
 from broadcaster.schema import ensure_current, upgrade
@@ -181,3 +182,65 @@ def make_web_app(app: App, *, process: bool = True) -> Any:
     from content.render import revision_links
 
     return create_app(app, hook_codecs(), revision_links, process=process)
+
+
+# The Telegram updates `cns serve` reads; reactions are only sent when listed here (and to admin bots).
+TELEGRAM_UPDATES = ("message", "channel_post", "message_reaction", "message_reaction_count", "my_chat_member")
+
+_WHERE_TO_REGISTER = {
+    "zalo": "Zalo for Developers > your app > Webhook: set this URL and enable the OA events "
+    "(user_send_text, user_reacted_message, ...); requests are signed with the OA secret key, "
+    "which must be this account's 'hook' secret",
+    "facebook": "Meta app dashboard > Webhooks > Page: callback URL = this URL, verify token = this "
+    "account's 'verify_token' secret (answered by GET), fields: feed; requests are signed with the "
+    "app secret, which must be this account's 'hook' secret",
+    "webhook": "give the bridge this URL and this account's 'hook' secret (a whsec_ key, Standard Webhooks)",
+}
+
+
+async def register_webhook(app: App, account_name: str, *, delete: bool = False) -> dict[str, Any]:
+    """Point the account's platform at ``cns serve`` (``{CNS_PUBLIC_URL}/hooks/{platform}/{account}``).
+
+    Telegram is registered through the Bot API (setWebhook with the account's 'hook' secret as the
+    secret token, then getWebhookInfo as the platform sees it); the other platforms are configured in
+    their developer consoles, so the answer says where and with which secret."""
+    from adapters.telegram import DEFAULT_BASE_URL, TelegramSender
+    from broadcaster.accounts import get_account
+
+    async with app.sessions() as s:
+        account = await get_account(s, account_name)
+    url = f"{app.settings.public_url.rstrip('/')}/hooks/{account.platform}/{account.name}"
+    hook_ref = account.settings.get("secrets", {}).get("hook")
+    out: dict[str, Any] = {"account": account.name, "platform": account.platform, "url": url}
+    if not hook_ref and not delete:
+        raise ConfigError(
+            f"account {account.name} has no 'hook' secret: add one with "
+            f"`cns accounts add ... --extra-secret hook=env:NAME` (requests are checked against it)"
+        )
+    if account.platform != "telegram":
+        if delete:
+            raise InputError(f"{account.platform} webhooks are removed in the platform's console")
+        out.update(registered=False, where=_WHERE_TO_REGISTER[account.platform])
+        return out
+    secret = resolve(hook_ref, app.settings.secrets_file).reveal() if hook_ref else ""
+    if not delete and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+        raise ConfigError("Telegram's secret token is 1-256 of A-Z a-z 0-9 _ -: change the 'hook' secret")
+    if (
+        not delete
+        and not url.startswith("https://")
+        and account.settings.get("base_url") in (None, DEFAULT_BASE_URL)
+    ):
+        raise ConfigError(
+            f"Telegram only calls HTTPS webhooks: set CNS_PUBLIC_URL to https://... (now {url})"
+        )
+    sender = build_sender(account, app.settings)
+    assert isinstance(sender, TelegramSender)
+    try:
+        if delete:
+            await sender.delete_webhook()
+        else:
+            await sender.set_webhook(url, secret, TELEGRAM_UPDATES)
+        out.update(registered=not delete, info=await sender.webhook_info())
+    finally:
+        await sender.close()
+    return out

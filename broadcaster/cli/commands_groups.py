@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from broadcaster import accounts, groups, suggestions, users
-from broadcaster.bootstrap import App
+from broadcaster.bootstrap import App, register_webhook
 from broadcaster.cli.base import emit, run, table
 from broadcaster.errors import InputError
 from broadcaster.group_check import check_groups
@@ -298,3 +298,33 @@ def groups_dismiss(ctx: click.Context, suggestion_id: int) -> None:
             return {"id": suggestion_id, "status": "dismissed"}
 
     emit(ctx, run(ctx, work), f"dismissed group suggestion {suggestion_id}")
+
+
+@accounts_group.command("webhook")
+@click.argument("name")
+@click.option("--delete", is_flag=True, help="Telegram: stop sending updates to cns serve.")
+@click.pass_context
+def accounts_webhook(ctx: click.Context, name: str, delete: bool) -> None:
+    """Point account NAME's platform at `cns serve` ({CNS_PUBLIC_URL}/hooks/{platform}/{NAME}).
+
+    Telegram is registered here (setWebhook with the 'hook' secret as the secret token, then what
+    Telegram reports); Zalo, Facebook and bridges are set in their consoles: this says where."""
+
+    async def work(app: App) -> dict[str, Any]:
+        return await register_webhook(app, name, delete=delete)
+
+    data = run(ctx, work)
+    if data.get("info") is not None:
+        info = data["info"]
+        state = "registered" if data["registered"] else "removed"
+        text = (
+            f"{data['platform']} webhook of {name} {state}: {info['url'] or '(none)'}; "
+            f"{info['pending_update_count']} updates waiting; updates: {', '.join(info['allowed_updates'])}"
+        )
+        if info["last_error_message"]:
+            text += (
+                f"\nlast error reported by Telegram ({info['last_error_date']}): {info['last_error_message']}"
+            )
+    else:
+        text = f"{data['platform']} webhook of {name}: {data['url']}\n{data['where']}"
+    emit(ctx, data, text)

@@ -32,7 +32,14 @@ from adapters.sandbox import webhook_gateway as wh_box
 from adapters.sandbox import zalo as zalo_box
 from adapters.sandbox.run import DEMO_PAGE, SandboxConfig, Sandboxes
 from broadcaster import accounts, dispatch_control, groups, planning, reports, users
-from broadcaster.bootstrap import App, confirmation_token, link_tracker, make_dispatcher, make_web_app
+from broadcaster.bootstrap import (
+    App,
+    confirmation_token,
+    link_tracker,
+    make_dispatcher,
+    make_web_app,
+    register_webhook,
+)
 from broadcaster.group_check import check_groups
 from broadcaster.models import ChatGroup, Delivery, InboundEvent, pk
 from broadcaster.ports import OAuthTokens
@@ -72,7 +79,6 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 
 
 HOOK_ACCOUNTS = {"zalo": "zalo-oa-laichau", "facebook": "fb-page-laichau", "webhook": "mocha-bridge"}
-ALLOWED_UPDATES = ["message", "message_reaction", "message_reaction_count", "my_chat_member"]
 BROWSER = "Mozilla/5.0 (Linux; Android 14; SM-A155F) AppleWebKit/537.36 Chrome/124.0 Mobile Safari/537.36"
 
 
@@ -184,7 +190,8 @@ async def _run(workdir: Path, boxes: Sandboxes, base: str) -> dict[str, Any]:  #
             plan = await planning.plan(s, editor, content_id, ["12"])
         async with app.transaction() as s:
             again = await planning.plan(s, editor, content_id, ["12"])
-        await _telegram_webhook(boxes, base, json.loads(secrets.read_text())["telegram_hook"], group_rows)
+        await register_webhook(app, "tg-laichau")  # what `cns accounts webhook tg-laichau` does
+        await _bot_admin(boxes, group_rows)
         started = time.perf_counter()
         stats = await make_dispatcher(app).run(asyncio.Event(), until_idle=True)
         elapsed = time.perf_counter() - started
@@ -378,24 +385,13 @@ def _demo_groups(tree: Any) -> list[list[str]]:
     return rows
 
 
-async def _telegram_webhook(boxes: Sandboxes, base: str, secret: str, rows: list[list[str]]) -> None:
-    """What `setWebhook` does on the real Bot API: our endpoint, our secret token, the updates we use. The
-    bot is made admin of the groups (reactions are only sent to admins)."""
-    url, token = boxes.urls["telegram"], boxes.credentials["telegram"]["token"]
+async def _bot_admin(boxes: Sandboxes, rows: list[list[str]]) -> None:
+    """Telegram sends reactions only to bots that are admins of the group: the province made ours one."""
     chats = [
         {"id": int(r[2]), "bot_status": "administrator", "title": r[3]} for r in rows if r[1] == "tg-laichau"
     ]
     async with aiohttp.ClientSession() as http:
-        answer = await http.post(
-            f"{url}/bot{token}/setWebhook",
-            json={
-                "url": f"{base}/hooks/telegram/tg-laichau",
-                "secret_token": secret,
-                "allowed_updates": ALLOWED_UPDATES,
-            },
-        )
-        answer.raise_for_status()
-        (await http.post(f"{url}/__sim/chats", json=chats)).raise_for_status()
+        (await http.post(f"{boxes.urls['telegram']}/__sim/chats", json=chats)).raise_for_status()
 
 
 async def _people_respond(app: App, base: str) -> dict[str, int]:
