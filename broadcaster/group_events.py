@@ -9,9 +9,22 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from broadcaster.models import Alert, ChatGroup, Delivery
+from broadcaster.models import Alert, ChatGroup, Delivery, GroupStatusChange, pk
 
 PENDING = ("planned", "queued", "errored", "unknown")
+
+
+def set_status(s: AsyncSession, group: ChatGroup, status: str, reason: str, now: datetime) -> bool:
+    """Change a group's status and keep the change (reports of past months count the status of then)."""
+    if group.status == status:
+        return False
+    s.add(
+        GroupStatusChange(
+            group_id=pk(group.id), at=now, previous=group.status, status=status, reason=reason[:200]
+        )
+    )
+    group.status, group.updated_at = status, now
+    return True
 
 
 async def mark_unreachable(s: AsyncSession, group: ChatGroup, reason: str, now: datetime) -> bool:
@@ -19,7 +32,7 @@ async def mark_unreachable(s: AsyncSession, group: ChatGroup, reason: str, now: 
     Returns False when it was not active (nothing changed)."""
     if group.status != "active":
         return False
-    group.status, group.updated_at = "unreachable", now
+    set_status(s, group, "unreachable", reason, now)
     s.add(
         Alert(
             kind="group_unreachable",

@@ -30,7 +30,7 @@ from broadcaster import audit
 from broadcaster.accounts import PLATFORMS, check_platform, get_account
 from broadcaster.csvio import nfc, read_csv
 from broadcaster.errors import Conflict, CsvError, InputError, NotFound
-from broadcaster.models import Account, ChatGroup, Unit, pk
+from broadcaster.models import Account, ChatGroup, GroupStatusChange, Unit, pk
 from broadcaster.sqltypes import utcnow
 from broadcaster.unit_tree import UnitTree, load_tree
 from broadcaster.users import Actor, Permission
@@ -189,18 +189,44 @@ async def import_groups(session: AsyncSession, actor: Actor, path: Path, today: 
         await session.execute(insert(ChatGroup), fresh)
     now = utcnow()
     changed = 0
+    before = await _statuses(session, list(existing.values()))
+    moves = []
     for row in rows:
         group_id = existing.get((row["account_id"], row["external_id"]))
         if group_id is not None:
+            if before.get(group_id, row["status"]) != row["status"]:
+                moves.append(
+                    {
+                        "group_id": group_id,
+                        "at": now,
+                        "previous": before[group_id],
+                        "status": row["status"],
+                        "reason": f"import {path.name}"[:200],
+                    }
+                )
             result = await session.execute(
                 update(ChatGroup).where(col(ChatGroup.id) == group_id).values(**row, updated_at=now)
             )
             changed += result.rowcount  # type: ignore[attr-defined]
+    if moves:  # kept for the reports of past months
+        await session.execute(insert(GroupStatusChange), moves)
     summary = {"rows": len(rows), "added": len(fresh), "updated": changed}
     await audit.record(
         session, actor.name, "group.import", "group", path.name, after={**summary, "file": name}
     )
     return summary
+
+
+async def _statuses(session: AsyncSession, ids: Sequence[int]) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for start in range(0, len(ids), 500):
+        rows = await session.execute(
+            select(col(ChatGroup.id), col(ChatGroup.status)).where(
+                col(ChatGroup.id).in_(ids[start : start + 500])
+            )
+        )
+        found.update((pk(i), str(st)) for i, st in rows.all())
+    return found
 
 
 async def _existing_ids(session: AsyncSession, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], int]:

@@ -29,7 +29,7 @@ from broadcaster.bootstrap import App
 from broadcaster.db import is_sqlite
 from broadcaster.errors import CnsError
 from broadcaster.group_check import match_title
-from broadcaster.group_events import mark_unreachable, migrate_group
+from broadcaster.group_events import mark_unreachable, migrate_group, set_status
 from broadcaster.models import (
     Alert,
     ChatGroup,
@@ -329,7 +329,7 @@ async def _bot_added(
         return "ignored", None
     if group is not None:
         if group.status == "unreachable":
-            group.status, group.updated_at = "active", utcnow()
+            set_status(s, group, "active", "the bot was added back", utcnow())
             s.add(Alert(kind="group_rejoined", group_id=group.id, message=f"added back to {group.title!r}"))
             return "done", None
         return "ignored", "already registered"

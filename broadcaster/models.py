@@ -123,6 +123,36 @@ class ChatGroup(SQLModel, table=True):
     updated_at: datetime = _ts()
 
 
+class GroupStatusChange(SQLModel, table=True):
+    """A group's status changed (the bot removed or added back, an import): a past month's report counts
+    each group in the status it had then, not today's."""
+
+    __tablename__ = "group_status_change"
+    __table_args__ = (Index("ix_group_status_change_group_at", "group_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    group_id: int = Field(foreign_key="chat_group.id")
+    at: datetime = _ts()
+    previous: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    reason: str = Field(default="", max_length=200)
+
+
+class ReportPost(SQLModel, table=True):
+    """The monthly summary posted to one steering group: one row per (month, group), taken before the
+    send, so several workers never post it twice."""
+
+    __tablename__ = "report_post"
+    __table_args__ = (UniqueConstraint("month", "group_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    month: str = Field(max_length=7)
+    group_id: int = Field(foreign_key="chat_group.id")
+    at: datetime = _ts()
+    state: str = Field(default="sending", max_length=16)  # sending, sent, failed
+    note: str | None = Field(default=None, max_length=500)
+
+
 class User(SQLModel, table=True):
     """A person who acts in the system; ``scope_unit_id`` is the root of the subtree they act on."""
 

@@ -22,7 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from broadcaster.errors import InputError
-from broadcaster.models import ChatGroup, Delivery, Dispatch, Interaction, MemberSnapshot
+from broadcaster.models import (
+    ChatGroup,
+    Delivery,
+    Dispatch,
+    GroupStatusChange,
+    Interaction,
+    MemberSnapshot,
+    pk,
+)
 from broadcaster.unit_tree import UnitTree, load_tree
 from broadcaster.users import Actor
 
@@ -151,25 +159,13 @@ def _root(tree: UnitTree, actor: Actor | None) -> Any:
 async def _own_figures(s: AsyncSession, start: datetime, end: datetime) -> dict[int, Figures]:
     """Each unit's own figures for the period (grouped by the unit its groups belong to)."""
     figures: dict[int, Figures] = defaultdict(Figures)
-    groups = await _by_unit(
-        s,
-        select(
-            col(ChatGroup.unit_id),
-            func.count(),
-            func.sum(case((col(ChatGroup.status) == "active", 1), else_=0)),
-            func.sum(case((col(ChatGroup.status) == "unreachable", 1), else_=0)),
-        )
-        .where(col(ChatGroup.created_at) < end, col(ChatGroup.status) != "archived")
-        .group_by(col(ChatGroup.unit_id)),
-    )
-    for unit_id, (total, active, unreachable) in groups.items():
+    groups = await groups_at(s, end)
+    for _, unit_id, status in groups:
         v = figures[unit_id].values
-        v["groups"], v["groups_active"], v["groups_unreachable"] = (
-            int(total),
-            int(active or 0),
-            int(unreachable or 0),
-        )
-    await _members(s, end, figures)
+        v["groups"] += 1
+        v["groups_active"] += status == "active"
+        v["groups_unreachable"] += status == "unreachable"
+    await _members(s, end, [(g, u) for g, u, status in groups if status == "active"], figures)
     posts = await _by_unit(
         s,
         select(
@@ -215,7 +211,42 @@ async def _own_figures(s: AsyncSession, start: datetime, end: datetime) -> dict[
     return figures
 
 
-async def _members(s: AsyncSession, end: datetime, figures: dict[int, Figures]) -> None:
+async def groups_at(s: AsyncSession, end: datetime) -> list[tuple[int, int, str]]:
+    """(group, unit, status) of the groups registered before ``end``, in the status they had at ``end``
+    (the last change before it; before the first change after it, that change's ``previous``; without
+    changes, today's). Archived groups are left out."""
+    changes: dict[int, list[tuple[datetime, str, str]]] = defaultdict(list)
+    for group_id, at, previous, status in (
+        await s.execute(
+            select(
+                col(GroupStatusChange.group_id),
+                col(GroupStatusChange.at),
+                col(GroupStatusChange.previous),
+                col(GroupStatusChange.status),
+            ).order_by(col(GroupStatusChange.at), col(GroupStatusChange.id))
+        )
+    ).all():
+        changes[group_id].append((at, previous, status))
+    out = []
+    rows = await s.execute(
+        select(col(ChatGroup.id), col(ChatGroup.unit_id), col(ChatGroup.status)).where(
+            col(ChatGroup.created_at) < end
+        )
+    )
+    for gid, unit_id, current in rows.all():
+        status = current
+        history = changes.get(pk(gid))
+        if history:
+            before = [c for c in history if c[0] < end]
+            status = before[-1][2] if before else history[0][1]
+        if status != "archived":
+            out.append((pk(gid), int(unit_id), str(status)))
+    return out
+
+
+async def _members(
+    s: AsyncSession, end: datetime, active: list[tuple[int, int]], figures: dict[int, Figures]
+) -> None:
     latest = (
         select(col(MemberSnapshot.group_id), func.max(col(MemberSnapshot.id)).label("last"))
         .where(col(MemberSnapshot.at) < end)
@@ -232,12 +263,7 @@ async def _members(s: AsyncSession, end: datetime, figures: dict[int, Figures]) 
             )
         ).all()
     }
-    rows = await s.execute(
-        select(col(ChatGroup.id), col(ChatGroup.unit_id)).where(
-            col(ChatGroup.created_at) < end, col(ChatGroup.status) == "active"
-        )
-    )
-    for group_id, unit_id in rows.all():
+    for group_id, unit_id in active:
         v = figures[unit_id].values
         if group_id in known:
             v["members"] += int(known[group_id])

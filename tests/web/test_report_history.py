@@ -1,0 +1,66 @@
+"""A past month's report counts each group in the status it had then: the bot removed this month
+does not make last month's group unreachable; an archived group still counts where it was active."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+from sqlmodel import col
+
+from broadcaster import reports
+from broadcaster.bootstrap import App
+from broadcaster.group_events import mark_unreachable, set_status
+from broadcaster.models import ChatGroup, GroupStatusChange
+from broadcaster.reports import LOCAL
+from broadcaster.sqltypes import utcnow
+from tests.web.world import build
+
+
+def _months() -> tuple[str, str]:
+    now = datetime.now(LOCAL)
+    last = now.replace(day=1) - timedelta(days=1)
+    return f"{last:%Y-%m}", f"{now:%Y-%m}"
+
+
+def _unit(report: dict[str, object], code: str) -> dict[str, object]:
+    return next(u for u in report["units"] if u["code"] == code)  # type: ignore[attr-defined,index]
+
+
+async def test_group_status_in_a_past_month_is_the_status_of_then(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await build(app, monkeypatch)
+    previous, current = _months()
+    async with app.transaction() as s:  # registered three months ago
+        await s.execute(update(ChatGroup).values(created_at=utcnow() - timedelta(days=92)))
+    async with app.transaction() as s:
+        gone = (
+            await s.execute(select(ChatGroup).where(col(ChatGroup.external_id) == "-1000000345101"))
+        ).scalar_one()
+        archived = (
+            await s.execute(select(ChatGroup).where(col(ChatGroup.external_id) == "gmf-345102"))
+        ).scalar_one()
+        assert await mark_unreachable(s, gone, "bot was kicked", utcnow())
+        assert set_status(s, archived, "archived", "closed by the commune", utcnow())
+        assert not set_status(s, archived, "archived", "again", utcnow())  # no change, no history
+
+    async with app.sessions() as s:
+        then = await reports.monthly(s, None, previous)
+        now = await reports.monthly(s, None, current)
+        history = (await s.execute(select(GroupStatusChange))).scalars().all()
+    assert sorted((h.previous, h.status) for h in history) == [
+        ("active", "archived"),
+        ("active", "unreachable"),
+    ]
+
+    village, other = _unit(then, "03451-01")["own"], _unit(then, "03451-02")["own"]
+    assert (village["groups"], village["groups_active"], village["groups_unreachable"]) == (2, 2, 0)  # type: ignore[index]
+    assert (other["groups"], other["groups_active"]) == (1, 1)  # type: ignore[index]
+    village, other = _unit(now, "03451-01")["own"], _unit(now, "03451-02")["own"]
+    assert (village["groups"], village["groups_active"], village["groups_unreachable"]) == (2, 1, 1)  # type: ignore[index]
+    assert (other["groups"], other["groups_active"]) == (0, 0)  # type: ignore[index]  # archived: left out
+    # Members of active groups only (none counted here: all unknown, never 0).
+    assert _unit(then, "03451-01")["own"]["members_unknown_groups"] == 2  # type: ignore[index]
+    assert _unit(now, "03451-01")["own"]["members_unknown_groups"] == 1  # type: ignore[index]
