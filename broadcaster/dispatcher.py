@@ -365,6 +365,14 @@ class Dispatcher:
                 return ctx.tree
         return await load_tree(s, day)
 
+    async def take_turn(self, account: Account, max_wait: float = 30.0) -> None:
+        """Wait for a token of ``account``'s bucket, for sends beside the broadcast (upkeep, summaries):
+        they share the account's platform limit with it. Too long a wait is a :class:`RateLimited`."""
+        try:
+            await self.limits.account(pk(account.id), account.platform, account.settings).acquire(max_wait)
+        except LocalLimit as wait:
+            raise RateLimited(f"held by the {account.platform} rate limit", wait.wait) from None
+
     def sender(self, account: Account) -> Sender:
         sender = self._senders.get(pk(account.id))
         if sender is None:

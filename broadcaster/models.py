@@ -149,7 +149,7 @@ class ReportPost(SQLModel, table=True):
     month: str = Field(max_length=7)
     group_id: int = Field(foreign_key="chat_group.id")
     at: datetime = _ts()
-    state: str = Field(default="sending", max_length=16)  # sending, sent, failed
+    state: str = Field(default="sending", max_length=16)  # sending, sent, failed (retried), refused
     note: str | None = Field(default=None, max_length=500)
 
 

@@ -33,6 +33,7 @@ class Settings:
     confirm_remind_hours: float = 24.0  # relay: remind the admins when not confirmed after this
     confirm_escalate_hours: float = 48.0  # relay: tell the commune team after this
     reach_interval_hours: float = 24.0  # member counts are polled this often per group
+    report_post_hour: int | None = None  # local hour on the 1st to post last month's summary (None: off)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -53,6 +54,7 @@ class Settings:
             confirm_remind_hours=_number(env, "CNS_CONFIRM_REMIND_HOURS", 24.0, float),
             confirm_escalate_hours=_number(env, "CNS_CONFIRM_ESCALATE_HOURS", 48.0, float),
             reach_interval_hours=_number(env, "CNS_REACH_INTERVAL_HOURS", 24.0, float),
+            report_post_hour=_hour(env, "CNS_REPORT_POST_HOUR"),
         )
 
     def key_for_links(self) -> bytes:
@@ -61,6 +63,19 @@ class Settings:
 
     def key_for_pseudonyms(self) -> bytes:
         return self.pseudonym_key.encode() if self.pseudonym_key else self.key_for_links()
+
+
+def _hour(env: Mapping[str, str], name: str) -> int | None:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in {"", "off", "no", "false"}:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} is an hour 0-23 (local time) or 'off', not {raw!r}") from None
+    if not 0 <= value <= 23:
+        raise ConfigError(f"{name} is an hour 0-23 (local time) or 'off', not {raw!r}")
+    return value
 
 
 def _number(env: Mapping[str, str], name: str, default: _N, kind: type[_N]) -> _N:

@@ -1,5 +1,6 @@
-"""Periodic work beside the dispatcher (``cns worker`` and ``cns serve``): member-count snapshots and
-relay follow-up (a reminder to the admins, then the commune team told).
+"""Periodic work beside the dispatcher (``cns worker`` and ``cns serve``): member-count snapshots,
+relay follow-up (a reminder to the admins, then the commune team told) and, on the 1st, last month's
+summary to the steering groups (``broadcaster.report_post``).
 
 Member counts are read through the dispatcher's own per-account token buckets, so polling never pushes
 an account over its platform limit while a broadcast is running. A platform that cannot count (relay,
@@ -32,6 +33,7 @@ from broadcaster.models import (
     pk,
 )
 from broadcaster.ports import RenderedMessage, Target
+from broadcaster.report_post import due_month, post_monthly
 from broadcaster.sqltypes import utcnow
 
 if TYPE_CHECKING:
@@ -69,8 +71,7 @@ async def poll_members(app: App, dispatcher: Dispatcher, *, batch: int = POLL_BA
     taken = 0
     for group, account in rows:
         try:
-            bucket = dispatcher.limits.account(pk(account.id), account.platform, account.settings)
-            await bucket.acquire(30.0)
+            await dispatcher.take_turn(account)
             count = await dispatcher.sender(account).member_count(
                 Target(platform=group.platform, external_id=group.external_id, title=group.title)
             )
@@ -177,7 +178,7 @@ async def _tell_team(
     message = RenderedMessage(parts=(text,), fmt="plain", plain_parts=(text,))
     for group, account in rows:
         try:
-            await dispatcher.limits.account(pk(account.id), account.platform, account.settings).acquire(30.0)
+            await dispatcher.take_turn(account)
             await dispatcher.sender(account).send(
                 Target(platform=group.platform, external_id=group.external_id, title=group.title),
                 message,
@@ -193,10 +194,18 @@ async def upkeep_loop(
     from broadcaster.bootstrap import make_dispatcher
 
     helper = dispatcher or make_dispatcher(app)
+    summarised: set[str] = set()  # months whose summaries all went out (or were refused) here
     while not stop.is_set():
         try:
             await follow_up_relays(app, helper)
             await poll_members(app, helper)
+            month = due_month(utcnow(), app.settings.report_post_hour)
+            if (
+                month is not None
+                and month not in summarised
+                and not (await post_monthly(app, helper, month)).retry
+            ):
+                summarised.add(month)
         except Exception:  # upkeep must never stop the worker; it tries again next round
             log.exception("upkeep")
         with contextlib.suppress(TimeoutError):

@@ -192,6 +192,46 @@ def report_monthly(
         sys.stdout.write(text)
 
 
+@report_group.command("post")
+@click.option("--month", required=True, help="YYYY-MM: the month to summarise.")
+@click.option("--unit", "unit_code", help="Only steering groups under this unit (default: your scope).")
+@click.option("--dry-run", is_flag=True, help="Show each group's message; send nothing.")
+@click.pass_context
+def report_post(ctx: click.Context, month: str, unit_code: str | None, dry_run: bool) -> None:
+    """Post the month's summary to the steering groups (communes, districts, province; never villages or
+    public Pages). Each group gets it once: run again to retry only the failed ones. `cns worker` does this
+    on the 1st when CNS_REPORT_POST_HOUR is set."""
+    from broadcaster.report_post import post_monthly, steering_posts
+
+    async def work(app: App) -> Any:
+        async with app.sessions() as s:
+            actor = await users.get_actor(s, state(ctx).settings.user)
+            if dry_run:
+                posts = await steering_posts(s, month, unit_code=unit_code, actor=actor)
+                return [
+                    {"group": g.title, "platform": g.platform, "external_id": g.external_id, "text": text}
+                    for g, _, text in posts
+                ]
+        dispatcher = make_dispatcher(app)
+        try:
+            return (await post_monthly(app, dispatcher, month, unit_code=unit_code, actor=actor)).to_dict()
+        finally:
+            await dispatcher.close()
+
+    data = run(ctx, work)
+    if dry_run:
+        lines = [f"-- {p['group']} ({p['platform']} {p['external_id']})\n{p['text']}\n" for p in data]
+        emit(ctx, data, lines or [f"no steering groups for {month}"])
+    else:
+        emit(
+            ctx,
+            data,
+            f"monthly summary {month}: {data['sent']} sent, {data['already']} already posted, "
+            f"{data['failed']} failed (run again to retry), {data['refused']} refused (see alerts) "
+            f"of {data['groups']} steering groups",
+        )
+
+
 def _csv(data: dict[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
