@@ -377,3 +377,33 @@ async def test_reactions_count_net_and_channel_totals(app: App, monkeypatch: pyt
             )
         ).scalar_one()
     assert net == 7  # +1 -1 from one person, then the anonymous total 5 -> 7 (7 again adds nothing)
+
+
+async def test_a_bad_stored_event_fails_alone_in_its_chunk(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events are processed in chunks of one transaction; one that cannot be read rolls its chunk back,
+    and the chunk is done again event by event: the others are processed, it alone is failed."""
+    world = await build(app, monkeypatch)
+    delivery = world.deliveries["-1000000003451"]
+    async with app.sessions() as s:
+        account_id = (
+            await s.execute(select(col(ChatGroup.account_id)).where(col(ChatGroup.id) == delivery.group_id))
+        ).scalar_one()
+    rows = [
+        InboundEvent(
+            account_id=account_id,
+            platform="telegram",
+            key=f"k{n}",
+            body=tg_reply(100 + n, "-1000000003451", delivery.message_ids[0], user=600 + n),
+        )
+        for n in range(5)
+    ]
+    rows.insert(2, InboundEvent(account_id=account_id, platform="telegram", key="bad", body=b"{not json"))
+    async with app.transaction() as s:
+        s.add_all(rows)
+    stats = await process_pending(app, hook_codecs(), chunk=4)
+    assert (stats.done, stats.failed) == (5, 1)
+    async with app.sessions() as s:
+        statuses = dict((await s.execute(select(col(InboundEvent.key), col(InboundEvent.status)))).all())
+        replies = await _count(app, Interaction, col(Interaction.delivery_id) == delivery.id)
+    assert statuses == {**{f"k{n}": "done" for n in range(5)}, "bad": "failed"}
+    assert replies == 5  # each reply once, though its chunk was rolled back and done again
