@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -24,6 +26,7 @@ from broadcaster.tiers import seed_default_tiers
 
 if TYPE_CHECKING:
     from broadcaster.dispatcher import Dispatcher
+    from scheduler.timing import QuietPlan
 
 
 @dataclass(slots=True)
@@ -147,6 +150,7 @@ def make_dispatcher(app: App, **options: Any) -> Dispatcher:
 
     senders, relay = sender_factories(app.settings)
     options.setdefault("track", link_tracker(app.settings))
+    options.setdefault("quiet", quiet_resume)
     return Dispatcher(
         app,
         senders=senders,
@@ -155,6 +159,22 @@ def make_dispatcher(app: App, **options: Any) -> Dispatcher:
         public_url=app.settings.public_url,
         **options,
     )
+
+
+def quiet_resume(plan: str, level: str, now: datetime) -> datetime | None:
+    """When a delivery of ``level`` may go out again if ``now`` falls in the dispatch's quiet hours."""
+    parsed = _quiet_plan(plan)
+    if parsed is None:
+        return None
+    resume = parsed.after(level, now)
+    return resume if resume != now else None
+
+
+@functools.lru_cache(maxsize=64)
+def _quiet_plan(text: str) -> QuietPlan | None:
+    from scheduler.timing import parse_quiet_plan
+
+    return parse_quiet_plan(text)
 
 
 def link_tracker(settings: Settings) -> Callable[[int], Callable[[str], str]]:

@@ -61,6 +61,7 @@ from broadcaster.ratelimit import Limits, LocalLimit
 from broadcaster.retry import RetryPolicy
 from broadcaster.sqltypes import UTCDateTime, utcnow
 from broadcaster.targets import GroupView, target_for, variables_for
+from broadcaster.timeutil import LOCAL_TZ
 from broadcaster.unit_tree import UnitTree, load_tree
 
 log = logging.getLogger("cns.dispatcher")
@@ -101,6 +102,8 @@ class RenderFn(Protocol):
 
 
 TrackFn = Callable[[int], Callable[[str], str]]  # delivery id -> (url -> its tracked link)
+# (the dispatch's quiet hours, the group's tier, now) -> when sending may resume, or None if not quiet now
+QuietFn = Callable[[str, str, datetime], datetime | None]
 SenderFactory = Callable[[Account], Sender]
 RelayFactory = Callable[[Mapping[str, Sender]], Sender]
 
@@ -118,6 +121,7 @@ class Outcome:
     error: DeliveryError | None = None
     note: str | None = None
     attempts: int = 1  # counting this one, as the claim set it
+    due: datetime | None = None  # held back (quiet hours): due again then
 
 
 class Claimed(NamedTuple):
@@ -133,6 +137,7 @@ class _Context:
     revision: ContentRevision
     media: list[Media]
     tree: UnitTree
+    quiet_hours: str = ""  # the dispatch's quiet hours per tier, as planned
     variables: dict[int, dict[str, str]] = field(default_factory=dict)  # per unit, computed once
 
 
@@ -167,6 +172,7 @@ class Dispatcher:
         flush_interval: float = 0.02,
         public_url: str | None = None,
         track: TrackFn | None = None,
+        quiet: QuietFn | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         if unknown_policy not in {"resend", "hold"}:
@@ -175,6 +181,7 @@ class Dispatcher:
         self.make_sender = senders
         self.render = render
         self.track = track
+        self.quiet = quiet
         self.make_relay = relay
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.batch = batch
@@ -356,7 +363,9 @@ class Dispatcher:
                 )
                 for a in files
             ]
-            ctx = self._contexts[dispatch_id] = _Context(revision, media, await self._tree(s, dispatch.as_of))
+            ctx = self._contexts[dispatch_id] = _Context(
+                revision, media, await self._tree(s, dispatch.as_of), dispatch.quiet_hours
+            )
         return ctx
 
     async def _tree(self, s: AsyncSession, day: date) -> UnitTree:
@@ -469,6 +478,10 @@ class Dispatcher:
             outcome.state, outcome.note = "skipped", f"group is {group.status}"
         elif account.status != "active":
             outcome.state, outcome.note = "queued", f"account {account.name} is paused"
+        elif (resume := self._quiet_until(group, ctx)) is not None:
+            # A retry or a broadcast running late must not reach people at night either.
+            outcome.state, outcome.due = "queued", resume
+            outcome.note = f"quiet hours until {resume.astimezone(LOCAL_TZ):%H:%M %d/%m}"
         else:
             try:
                 outcome.message_ids = await self._deliver(
@@ -495,6 +508,12 @@ class Dispatcher:
             name = type(outcome.error).__name__
             self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
         return outcome
+
+    def _quiet_until(self, group: GroupView, ctx: _Context) -> datetime | None:
+        if not ctx.quiet_hours or self.quiet is None:
+            return None
+        node = ctx.tree.nodes.get(group.unit_id)
+        return self.quiet(ctx.quiet_hours, node.level if node is not None else "", self.clock())
 
     async def _deliver(
         self,
@@ -577,6 +596,7 @@ class Dispatcher:
             )
         elif o.state == "queued":
             row["b_attempts"] = attempts - 1  # held, not tried
+            row["b_next"] = o.due
         else:
             row.update(
                 b_ids=list(o.message_ids),

@@ -271,6 +271,9 @@ class Dispatch(SQLModel, table=True):
     scheduled_at: datetime = Field(sa_type=UTCDateTime)
     as_of: date
     status: str = Field(default="planned", max_length=16)
+    # Local quiet hours per tier ("21:00-06:00,village=20:00-07:00"; "" = none): kept so that retries and
+    # a broadcast running late hold back too, not only the planned send times.
+    quiet_hours: str = Field(default="", max_length=200)
     created_at: datetime = _ts()
 
 

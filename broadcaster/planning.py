@@ -129,6 +129,7 @@ async def plan(
     waves: Mapping[str, int] | None = None,
     adjust: Callable[[str, datetime], datetime] | None = None,
     adjust_key: str = "",
+    quiet_hours: str = "",
 ) -> PlanResult:
     """Create (or find) the dispatch and plan its deliveries. The caller commits.
 
@@ -189,6 +190,7 @@ async def plan(
             platforms=chosen,
             scheduled_at=when,
             as_of=as_of,
+            quiet_hours=quiet_hours,
         )
         session.add(dispatch)
         await session.flush()

@@ -182,6 +182,7 @@ async def _occur(app: App, campaign_id: int, occurrence: datetime, skipped: int)
             platforms=campaign.platforms or None,
             waves=campaign.waves,
             adjust=quiet.after if quiet else None,
+            quiet_hours=quiet.describe() if quiet else "",
             adjust_key=f"quiet {quiet.describe()}|campaign {campaign.id}#{campaign.next_post}"
             if quiet
             else f"campaign {campaign.id}#{campaign.next_post}",

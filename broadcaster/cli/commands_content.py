@@ -304,6 +304,7 @@ def send(
                 waves=offsets,
                 adjust=hours.after if hours is not None else None,
                 adjust_key=f"quiet {hours.describe()}" if hours is not None else "",
+                quiet_hours=hours.describe() if hours is not None else "",
             )
             return result.to_dict()
 
@@ -314,6 +315,6 @@ def send(
         f"send at {data['scheduled_at']} (tree of {data['as_of']})",
         "by tier: " + ", ".join(f"{k} {v}" for k, v in data["by_level"].items()),
         "by platform: " + ", ".join(f"{k} {v}" for k, v in data["by_platform"].items()),
-        "Nothing is sent yet: the dispatcher (cns worker) is not part of this release.",
+        "`cns worker` (or `cns serve`) sends it from then on; `cns status` follows it.",
     ]
     emit(ctx, data, lines)

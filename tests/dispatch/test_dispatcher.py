@@ -306,3 +306,40 @@ async def test_correction_edits_where_possible_else_posts_a_correction(app: App,
     assert "giờ làm việc từ 7:30" in edited.parts[0]
     posted = platforms["zalo"].sent["gmf-1"][-1]
     assert posted.parts[0].startswith("Đính chính: Tin\n\nChào Xã Mù Cả, giờ làm việc từ 7:30")
+
+
+async def test_quiet_hours_hold_back_what_was_not_sent_in_time(app: App, tmp_path: Path) -> None:
+    """A broadcast running late (or a retry) must not reach people at night: the dispatch's own quiet
+    hours are checked at send time too, tier by tier, and held deliveries go at the end of them."""
+    from broadcaster.bootstrap import quiet_resume
+    from broadcaster.timeutil import LOCAL_TZ
+
+    dispatch_id = await _world(app, tmp_path)
+    async with app.transaction() as s:
+        await s.execute(
+            update(Dispatch)
+            .where(Dispatch.id == dispatch_id)  # type: ignore[arg-type]
+            .values(quiet_hours="21:00-06:00,province=off,village=20:00-07:00")
+        )
+    clock = Clock()
+    night = datetime.now(LOCAL_TZ).replace(hour=22, minute=30, second=0, microsecond=0)
+    clock.now = night.astimezone(utcnow().tzinfo)
+    platforms = _memories()
+    await _dispatcher(app, platforms, clock, quiet=quiet_resume).run(asyncio.Event(), until_idle=True)
+    assert sorted(platforms["telegram"].sent) == ["-1001"]  # the province: no quiet hours
+    async with app.transaction() as s:
+        held = {
+            d.level: (d.state, d.attempts, d.next_attempt_at, d.last_error)
+            for d in (await s.execute(select(Delivery).where(Delivery.state == "queued"))).scalars()  # type: ignore[arg-type]
+        }
+    morning = night + timedelta(days=1)
+    assert held["commune"][:3] == ("queued", 0, morning.replace(hour=6, minute=0))
+    assert held["village"][:3] == ("queued", 0, morning.replace(hour=7, minute=0))
+    assert held["commune"][3] == f"quiet hours until 06:00 {morning:%d/%m}"
+
+    clock.now = morning.replace(hour=6, minute=1)  # communes may go; villages wait until 07:00
+    await _dispatcher(app, platforms, clock, quiet=quiet_resume).run(asyncio.Event(), until_idle=True)
+    assert await _states(app) == {"sent": 3, "queued": 2}
+    clock.now = morning.replace(hour=7, minute=0)
+    await _dispatcher(app, platforms, clock, quiet=quiet_resume).run(asyncio.Event(), until_idle=True)
+    assert await _states(app) == {"sent": 4, "awaiting_confirmation": 1}
