@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select, update
@@ -19,7 +20,7 @@ from broadcaster import audit
 from broadcaster.bootstrap import App
 from broadcaster.dispatch_control import _check_scope, _dispatch
 from broadcaster.errors import DeliveryError, NotSupported, WorkflowError
-from broadcaster.followup import SenderPool, Tally
+from broadcaster.followup import Pacer, SenderPool, Tally
 from broadcaster.models import Account, ChatGroup, ContentItem, ContentRevision, Delivery, pk
 from broadcaster.ports import Media, RenderedMessage, Sender
 from broadcaster.recall import OUT
@@ -117,7 +118,7 @@ async def correct(
         sha256=new.sha256,
         author_id=new.author_id,
     )
-    pool = SenderPool(senders)
+    pool, pacer = SenderPool(senders), Pacer()
     try:
         for delivery, group in rows:
             target = target_for(group, tree)
@@ -125,12 +126,24 @@ async def correct(
             try:
                 if group.mode == "relay":
                     message = render(group.platform, new, [], target.variables)
-                    await relay(pool.channels(accounts)).edit(target, ",".join(delivery.message_ids), message)
+                    edit = relay(pool.channels(accounts)).edit
+                    await pacer.call(
+                        account, pk(group.id), partial(edit, target, ",".join(delivery.message_ids), message)
+                    )
                     report.admins_told += 1
                     outcome = "corrected: the relay admins got the new text"
                 else:
                     outcome = await _edit_or_post(
-                        pool.get(account), target, delivery, group, new, notice, render, report
+                        pool.get(account),
+                        target,
+                        delivery,
+                        group,
+                        new,
+                        notice,
+                        render,
+                        report,
+                        pacer,
+                        account,
                     )
                 report.tally.note(group.platform, outcome.split(": ", 1)[1])
             except DeliveryError as exc:
@@ -157,16 +170,21 @@ async def _edit_or_post(
     notice: ContentRevision,
     render: RenderFn,
     report: CorrectionReport,
+    pacer: Pacer,
+    account: Account,
 ) -> str:
     message = render(group.platform, new, [], target.variables)
+    group_id = pk(group.id)
     if len(delivery.message_ids) == 1 and len(message.parts) == 1:
+        first = delivery.message_ids[0]
         try:
-            await sender.edit(target, delivery.message_ids[0], message)
+            await pacer.call(account, group_id, lambda: sender.edit(target, first, message))
             report.edited += 1
             return "corrected: edited in place"
         except NotSupported:
             pass
     post = render(group.platform, notice, [], target.variables)
-    await sender.send(target, post, f"correction-{delivery.id}-{new.number}")
+    key = f"correction-{delivery.id}-{new.number}"
+    await pacer.call(account, group_id, lambda: sender.send(target, post, key))
     report.correction_posts += 1
     return "corrected: correction post sent"

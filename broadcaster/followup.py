@@ -1,14 +1,19 @@
-"""What recall and correction share: the tally of outcomes per platform, and one adapter per account."""
+"""What recall and correction share: the tally of outcomes per platform, one adapter per account, and
+the pacing of their sends."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from broadcaster.errors import RateLimited
 from broadcaster.models import Account, pk
 from broadcaster.ports import Sender
+from broadcaster.ratelimit import Limits, LocalLimit
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -50,3 +55,34 @@ class SenderPool:
         for sender in self._senders.values():
             await sender.close()
         self._senders.clear()
+
+
+class Pacer:
+    """Recall and correction reach every group a dispatch went to, thousands at a time: each call waits
+    for its account's (and group's) platform limit, and a platform's "too many requests" is waited out
+    and tried again (``tries`` times, each wait at most ``max_wait`` s) instead of failing the group.
+    The buckets are this process's: a worker broadcasting on the same account at the same moment is
+    not counted, and the platform's 429s, waited out here, cover that case."""
+
+    def __init__(self, tries: int = 4, max_wait: float = 120.0) -> None:
+        self.limits = Limits()
+        self.tries = tries
+        self.max_wait = max_wait
+
+    async def call(self, account: Account, group_id: int, action: Callable[[], Awaitable[T]]) -> T:
+        bucket = self.limits.account(pk(account.id), account.platform, account.settings)
+        per_group = self.limits.group(group_id, account.platform, account.settings)
+        for attempt in range(1, self.tries + 1):
+            try:
+                await bucket.acquire(self.max_wait)
+                if per_group is not None:
+                    await per_group.acquire(self.max_wait)
+            except LocalLimit as wait:
+                raise RateLimited(f"held by the {account.platform} rate limit", wait.wait) from None
+            try:
+                return await action()
+            except RateLimited as exc:
+                if attempt == self.tries or exc.retry_after > self.max_wait:
+                    raise
+                bucket.block(exc.retry_after)  # the next acquire waits it out
+        raise AssertionError("unreachable: the last attempt returns or raises")

@@ -4,7 +4,9 @@ Pending deliveries are skipped (as cancel does). For each delivery already out: 
 delete (Telegram, Facebook, webhook bridges) its messages are deleted; relay groups' admins are told to
 remove the post; where the platform cannot delete (Zalo OA group messages) the delivery is still marked
 recalled, with a note saying it must be removed by hand. Each outcome is committed as it happens and
-the result says what happened where: a partial recall is reported, never hidden.
+the result says what happened where: a partial recall is reported, never hidden. Calls keep to the
+platforms' limits and wait out their 429s (``followup.Pacer``); a recall run again on a recalled
+dispatch tries only what failed before.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from broadcaster import audit
 from broadcaster.bootstrap import App
 from broadcaster.dispatch_control import _check_scope, _dispatch
 from broadcaster.errors import DeliveryError, NotSupported, WorkflowError
-from broadcaster.followup import SenderPool, Tally
+from broadcaster.followup import Pacer, SenderPool, Tally
 from broadcaster.group_events import PENDING
 from broadcaster.models import Account, ChatGroup, Delivery, pk
 from broadcaster.ports import Sender
@@ -71,25 +73,18 @@ async def recall(
     async with app.transaction() as s:
         dispatch = await _dispatch(s, dispatch_id)
         await _check_scope(s, actor, dispatch, "recall")
-        if dispatch.status == "recalled":
-            raise WorkflowError(f"dispatch {dispatch_id} was already recalled")
-        before, dispatch.status = dispatch.status, "recalled"
-        now = utcnow()
-        result = await s.execute(
-            update(Delivery)
-            .where(col(Delivery.dispatch_id) == dispatch_id, col(Delivery.state).in_(PENDING))
-            .values(state="skipped", last_error=f"recalled by {actor.name} before sending", updated_at=now)
-        )
-        report.skipped = int(result.rowcount)  # type: ignore[attr-defined]
-        await audit.record(
-            s,
-            actor.name,
-            "dispatch.recall",
-            "dispatch",
-            dispatch_id,
-            {"status": before},
-            {"status": "recalled"},
-        )
+        again = dispatch.status == "recalled"
+        if not again:
+            before, dispatch.status = dispatch.status, "recalled"
+            now = utcnow()
+            result = await s.execute(
+                update(Delivery)
+                .where(col(Delivery.dispatch_id) == dispatch_id, col(Delivery.state).in_(PENDING))
+                .values(
+                    state="skipped", last_error=f"recalled by {actor.name} before sending", updated_at=now
+                )
+            )
+            report.skipped = int(result.rowcount)  # type: ignore[attr-defined]
         rows = (
             await s.execute(
                 select(Delivery, ChatGroup)
@@ -97,13 +92,26 @@ async def recall(
                 .where(col(Delivery.dispatch_id) == dispatch_id, col(Delivery.state).in_(OUT))
             )
         ).all()
+        if again and not rows:
+            raise WorkflowError(f"dispatch {dispatch_id} was already recalled; nothing is left to take back")
+        await audit.record(
+            s,
+            actor.name,
+            "dispatch.recall.retry" if again else "dispatch.recall",
+            "dispatch",
+            dispatch_id,
+            None if again else {"status": before},
+            {"status": "recalled", "deliveries": len(rows)},
+        )
         accounts = {pk(a.id): a for a in (await s.execute(select(Account))).scalars()}
         tree = await load_tree(s, dispatch.as_of)
-    pool = SenderPool(senders)
+    pool, pacer = SenderPool(senders), Pacer()
     try:
         for delivery, group in rows:
             account = accounts[group.account_id]
-            outcome, note = await _take_back(delivery, group, account, accounts, tree, pool, relay, report)
+            outcome, note = await _take_back(
+                delivery, group, account, accounts, tree, pool, relay, report, pacer
+            )
             async with app.transaction() as s:
                 await s.execute(
                     update(Delivery)
@@ -128,15 +136,19 @@ async def _take_back(
     pool: SenderPool,
     relay: Callable[[Mapping[str, Sender]], Sender],
     report: RecallReport,
+    pacer: Pacer,
 ) -> tuple[str, str]:
     target = target_for(group, tree)
+    ids = tuple(delivery.message_ids)
     try:
         if group.mode == "relay":
-            await relay(pool.channels(accounts)).delete(target, tuple(delivery.message_ids))
+            relayed = relay(pool.channels(accounts))
+            await pacer.call(account, pk(group.id), lambda: relayed.delete(target, ids))
             report.admins_told += 1
             report.tally.note(group.platform, "admins told")
             return "told", "recalled: the relay admins were asked to remove the post"
-        await pool.get(account).delete(target, tuple(delivery.message_ids))
+        sender = pool.get(account)
+        await pacer.call(account, pk(group.id), lambda: sender.delete(target, ids))
         report.deleted += 1
         report.tally.note(group.platform, "deleted")
         return "deleted", "recalled: deleted on the platform"

@@ -343,3 +343,27 @@ async def test_quiet_hours_hold_back_what_was_not_sent_in_time(app: App, tmp_pat
     clock.now = morning.replace(hour=7, minute=0)
     await _dispatcher(app, platforms, clock, quiet=quiet_resume).run(asyncio.Event(), until_idle=True)
     assert await _states(app) == {"sent": 4, "awaiting_confirmation": 1}
+
+
+async def test_recall_waits_out_429s_and_a_second_run_retries_what_failed(app: App, tmp_path: Path) -> None:
+    from broadcaster.errors import WorkflowError
+    from broadcaster.recall import recall
+
+    dispatch_id = await _world(app, tmp_path)
+    platforms = _memories()
+    await _dispatcher(app, platforms).run(asyncio.Event(), until_idle=True)
+    ed = await actor(app, "ed")
+    relay = lambda channels: RelaySender(channels, lambda key: f"https://x/r/{key}")  # noqa: E731
+    platforms["telegram"].fail_next(RateLimited("tg 429", 0.2))  # waited out, then deleted
+    platforms["webhook"].fail_next(TransientError("bridge 502"))  # not a rate limit: reported failed
+
+    first = await recall(app, ed, dispatch_id, senders=lambda a: platforms[a.platform], relay=relay)
+    assert (first.deleted, first.failed) == (3, 1) and "bridge 502" in first.tally.errors[0]
+    assert await _states(app) == {"recalled": 4, "sent": 1}
+    assert len(platforms["telegram"].deleted) == 2
+
+    again = await recall(app, ed, dispatch_id, senders=lambda a: platforms[a.platform], relay=relay)
+    assert (again.deleted, again.failed, again.skipped) == (1, 0, 0)  # only the one that failed
+    assert await _states(app) == {"recalled": 5}
+    with pytest.raises(WorkflowError, match="nothing is left"):
+        await recall(app, ed, dispatch_id, senders=lambda a: platforms[a.platform], relay=relay)
