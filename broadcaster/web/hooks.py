@@ -64,6 +64,7 @@ async def receive(request: web.Request) -> web.Response:
         log.exception("could not store a %s event", platform)
         return _answer(state, platform, 503, "temporarily unavailable")
     state.wake.set()
+    state.last_hook = time.monotonic()
     return _answer(state, platform, 200, "")
 
 

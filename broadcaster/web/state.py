@@ -40,6 +40,7 @@ class WebState:
     store: EventStore
     links_of: Callable[[ContentRevision], list[str]]  # content.render.revision_links
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # stored events are waiting
+    last_hook: float = 0.0  # time.monotonic() of the last stored event: a burst is arriving
     counters: Counter[tuple[str, ...]] = field(default_factory=Counter)
     started: float = field(default_factory=time.time)
     _accounts: dict[str, tuple[float, HookAccount | None]] = field(default_factory=dict)
