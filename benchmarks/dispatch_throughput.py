@@ -71,8 +71,7 @@ def main() -> None:
         f"{args.concurrency} in flight, batches of {args.batch}; database {args.db or 'SQLite'}"
     )
     print(
-        f"raw aiohttp POST sendMessage: {raw:,.0f} requests/s "
-        f"(before {raws[0]:,.0f}, after {raws[1]:,.0f})"
+        f"raw aiohttp POST sendMessage: {raw:,.0f} requests/s (before {raws[0]:,.0f}, after {raws[1]:,.0f})"
     )
     print(
         f"durable dispatch: {stats['sent']:,} sent in {elapsed:.2f} s = {rate:,.0f} deliveries/s "

@@ -109,7 +109,7 @@ async def delivery_counts(url: str) -> tuple[dict[str, int], int]:
     try:
         async with app.transaction() as s:
             rows = await s.execute(select(Delivery.state, func.count()).group_by(Delivery.state))  # type: ignore[call-overload]
-            resent = (await s.execute(select(func.sum(Delivery.resent_unknown)))).scalar_one()  # type: ignore[arg-type]
+            resent = (await s.execute(select(func.sum(Delivery.resent_unknown)))).scalar_one()
             return dict(rows.all()), int(resent or 0)
     finally:
         await app.close()
