@@ -17,7 +17,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from broadcaster.errors import CnsError
@@ -144,7 +143,7 @@ async def follow_up_relays(app: App, dispatcher: Dispatcher) -> dict[str, int]:
                 )
             ).scalar()
             by_parent[parent].append(f"{group.title} (bài gửi {delivery.dispatch_id})")
-        for parent, waiting in by_parent.items():
+        for waiting in by_parent.values():
             s.add(
                 Alert(
                     kind="relay_unconfirmed",
@@ -152,26 +151,27 @@ async def follow_up_relays(app: App, dispatcher: Dispatcher) -> dict[str, int]:
                     f"{app.settings.confirm_escalate_hours:g} h: " + "; ".join(waiting)[:1500],
                 )
             )
-            if parent is not None:
-                await _tell_team(app, dispatcher, s, parent, waiting)
+    # Sent after the commit: no write lock is held while the platforms answer.
+    for parent, waiting in by_parent.items():
+        if parent is not None:
+            await _tell_team(app, dispatcher, parent, waiting)
     return {"reminded": len(reminded), "escalated": len(due)}
 
 
-async def _tell_team(
-    app: App, dispatcher: Dispatcher, s: AsyncSession, unit_id: int, waiting: list[str]
-) -> None:
-    rows = (
-        await s.execute(
-            select(ChatGroup, Account)
-            .join(Account, col(Account.id) == col(ChatGroup.account_id))
-            .where(
-                col(ChatGroup.unit_id) == unit_id,
-                col(ChatGroup.status) == "active",
-                col(ChatGroup.mode) == "direct",
-                col(Account.status) == "active",
+async def _tell_team(app: App, dispatcher: Dispatcher, unit_id: int, waiting: list[str]) -> None:
+    async with app.sessions() as s:
+        rows = (
+            await s.execute(
+                select(ChatGroup, Account)
+                .join(Account, col(Account.id) == col(ChatGroup.account_id))
+                .where(
+                    col(ChatGroup.unit_id) == unit_id,
+                    col(ChatGroup.status) == "active",
+                    col(ChatGroup.mode) == "direct",
+                    col(Account.status) == "active",
+                )
             )
-        )
-    ).all()
+        ).all()
     text = "Tổ CNS: các nhóm sau chưa xác nhận đã đăng bài, đề nghị nhắc trưởng thôn/bản:\n" + "\n".join(
         f"• {w}" for w in waiting[:50]
     )
