@@ -8,7 +8,7 @@ with the account's own pacing lifted (`rate_per_second` very high) as the server
 In the same run, before it and again after it, the raw aiohttp rate: N form-encoded `sendMessage`
 POSTs with the same number in flight; the ratio is against the mean of the two (on this shared
 machine one raw measurement alone swung by up to 50 % between runs). Also reports the peak RSS of
-this process (ru_maxrss).
+this process (ru_maxrss). The process tunes its garbage collector as `cns worker` does (`tune_gc`).
 Run: `python benchmarks/dispatch_throughput.py [--groups N] [--concurrency C] [--batch B] [--db URL]`.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmarks import world
 from benchmarks.telegram_send import raw_rate
-from broadcaster.bootstrap import App, make_dispatcher
+from broadcaster.bootstrap import App, make_dispatcher, tune_gc
 
 
 async def dispatch(app: App, concurrency: int, batch: int) -> tuple[float, dict[str, object]]:
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--db", help="database URL (default: a temporary SQLite file)")
     args = parser.parse_args()
+    tune_gc()  # as `cns worker` does; the raw rate is measured in this same process with it
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         server, base = world.start_sandbox(work)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import gc
 import hashlib
 import hmac
 import re
@@ -71,6 +72,24 @@ class App:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+# Young-generation collections every 50,000 net container allocations instead of 700.
+GC_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """For the long-running processes (``cns worker``, ``cns serve``), once at start.
+
+    With a thousand deliveries in flight, CPython's default (a collection per 700 net allocations)
+    promoted each batch's short-lived objects to the old generation and ran a full collection about
+    once a second: 18 % of the dispatcher's time (measured with gc.callbacks on a 10,000-delivery
+    dispatch). What is alive after start-up (modules, settings) is frozen out of the collector, and the
+    young generation is collected far less often; garbage without cycles is freed by reference
+    counting either way, and cycles are still collected."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def build_sender(account: Account, settings: Settings, environ: Mapping[str, str] | None = None) -> Sender:

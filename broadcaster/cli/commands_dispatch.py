@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from broadcaster import dispatch_control, users
-from broadcaster.bootstrap import App, make_dispatcher
+from broadcaster.bootstrap import App, make_dispatcher, tune_gc
 from broadcaster.cli.base import emit, run, state
 
 BAR = 30
@@ -37,6 +37,7 @@ def worker(
     ctx: click.Context, until_idle: bool, concurrency: int, batch: int, lease: float, unknown_policy: str
 ) -> None:
     """Run the dispatcher: send due deliveries until SIGTERM (finishing sends in flight)."""
+    tune_gc()
 
     async def work(app: App) -> dict[str, Any]:
         dispatcher = make_dispatcher(

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from broadcaster import engagement, privacy, reports, users
-from broadcaster.bootstrap import App, make_dispatcher, make_web_app
+from broadcaster.bootstrap import App, make_dispatcher, make_web_app, tune_gc
 from broadcaster.cli.base import emit, run, state, table, to_json
 from broadcaster.timeutil import parse_time, today
 
@@ -52,6 +52,8 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool, concurrency
     """Serve webhooks, tracked links, relay confirmations, /healthz, /metrics and the JSON API; also send
     (the worker loops) unless --no-worker. Stops cleanly on SIGTERM."""
     from aiohttp import web
+
+    tune_gc()
 
     async def work(app: App) -> dict[str, Any]:
         web_app = make_web_app(app)
