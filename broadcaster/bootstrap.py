@@ -165,7 +165,7 @@ def sender_factories(
 def make_dispatcher(app: App, **options: Any) -> Dispatcher:
     """The dispatcher with the real adapters, renderer and relay wired in."""
     from broadcaster.dispatcher import Dispatcher
-    from content.render import render_revision
+    from content.render import RenderCache
 
     senders, relay = sender_factories(app.settings)
     options.setdefault("track", link_tracker(app.settings))
@@ -173,7 +173,7 @@ def make_dispatcher(app: App, **options: Any) -> Dispatcher:
     return Dispatcher(
         app,
         senders=senders,
-        render=render_revision,
+        render=RenderCache(),  # the post rendered once per platform, each target's values filled in
         relay=relay,
         public_url=app.settings.public_url,
         **options,
