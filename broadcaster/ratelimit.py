@@ -67,6 +67,9 @@ class TokenBucket:
     async def acquire(self, max_wait: float = float("inf")) -> None:
         """Take a token, waiting for it up to ``max_wait`` seconds; beyond that raise :class:`LocalLimit`
         at once, so the caller can give the delivery back with a due time instead of holding it."""
+        if not self._lock.locked() and self.delay() == 0:  # nobody waiting, a token ready: no await
+            self.tokens -= 1
+            return
         async with self._lock:  # first come, first served
             while (wait := self.delay()) > 0:
                 if wait > max_wait:

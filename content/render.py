@@ -302,8 +302,8 @@ _STAND_IN_CHARS = frozenset("\ue000\ue001\ue002\ue003")
 @dataclass(frozen=True, slots=True)
 class _Template:
     message: RenderedMessage  # rendered with the stand-ins, in one part
-    variables: tuple[str, ...]  # stand-in i is variables[i]
-    links: tuple[str, ...]  # tracked-link stand-in i is links[i]
+    variables: tuple[tuple[str, str], ...]  # (stand-in, variable name), only those the text uses
+    links: tuple[tuple[str, str], ...]  # (stand-in, link), in the order render tracked them
 
 
 class RenderCache:
@@ -372,7 +372,9 @@ class RenderCache:
         )
         if len(message.parts) != 1:
             return None
-        return _Template(message, names, tuple(links))
+        text = message.plain_parts[0]
+        used = tuple((_VAR.format(i), name) for i, name in enumerate(names) if _VAR.format(i) in text)
+        return _Template(message, used, tuple((_LINK.format(i), url) for i, url in enumerate(links)))
 
 
 def _fill(
@@ -384,18 +386,18 @@ def _fill(
 ) -> RenderedMessage | None:
     plain_map: list[tuple[str, str]] = []
     html_map: list[tuple[str, str]] = []
-    for i, name in enumerate(template.variables):
+    for stand_in, name in template.variables:
         value = unicodedata.normalize("NFC", variables.get(name, ""))
         if _STAND_IN_CHARS.intersection(value):
             return None
-        plain_map.append((_VAR.format(i), value))
-        html_map.append((_VAR.format(i), html.escape(value, quote=False)))
-    for i, url in enumerate(template.links):
+        plain_map.append((stand_in, value))
+        html_map.append((stand_in, html.escape(value, quote=False)))
+    for stand_in, url in template.links:
         tracked = track(url) if track is not None else url
         if html.escape(tracked, quote=True) != tracked:
             return None
-        plain_map.append((_LINK.format(i), tracked))
-        html_map.append((_LINK.format(i), tracked))
+        plain_map.append((stand_in, tracked))
+        html_map.append((stand_in, tracked))
 
     def sub(text: str, pairs: list[tuple[str, str]]) -> str:
         for stand_in, value in pairs:
