@@ -71,6 +71,8 @@ def _lines(s: dict[str, Any], kept: bool) -> list[str]:
         "  webhooks      "
         + ", ".join(f"{k} {v}" for k, v in s["engagement"]["inbound_events"].items())
         + " (signed events from the sandboxes, through cns serve)",
+        f"  reach         member counts read from {s['engagement']['groups_counted']} direct groups "
+        "(getChatMemberCount, Zalo group info, Page followers, bridge query; relay groups stay unknown)",
         "",
         *_report_lines(s["report"]),
         "",

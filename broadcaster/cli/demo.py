@@ -195,6 +195,7 @@ async def _run(workdir: Path, boxes: Sandboxes, base: str) -> dict[str, Any]:  #
         started = time.perf_counter()
         stats = await make_dispatcher(app).run(asyncio.Event(), until_idle=True)
         elapsed = time.perf_counter() - started
+        polled = await _count_members(app)
         people = await _people_respond(app, base)
         inbound = await _settle(app)
         async with app.sessions() as s:
@@ -248,7 +249,7 @@ async def _run(workdir: Path, boxes: Sandboxes, base: str) -> dict[str, Any]:  #
             "sandbox_messages": received,
             "errors": stats.errors,
         },
-        "engagement": {"people": people, "inbound_events": inbound},
+        "engagement": {"people": people, "inbound_events": inbound, "groups_counted": polled},
         "report": {
             "month": report["month"],
             "as_of": report["as_of"],
@@ -269,13 +270,14 @@ async def _run(workdir: Path, boxes: Sandboxes, base: str) -> dict[str, Any]:  #
             "signatures, stored, linked to their deliveries",
             "village leaders confirming relay posts (/r/...) and people opening tracked links (/l/...; "
             "link-preview robots not counted)",
+            "member counts read once from every direct group through the platforms (cns worker/serve "
+            "do it every 24 h)",
             "the monthly report rolled up tier by tier",
         ],
         "not_done": [
             "tier waves and quiet hours are off in the demo, so every tier goes out at once (cns send "
             "--waves commune=15,village=30 staggers them)",
-            "member counts are polled by cns worker/serve every 24 h, so the demo's report shows them as "
-            "unknown (never 0)",
+            "relay groups are the village leaders' own, so their member counts stay unknown (never 0)",
         ],
     }
 
@@ -383,6 +385,21 @@ def _demo_groups(tree: Any) -> list[list[str]]:
             if serial == 2:
                 rows.append([node.code, "mocha-bridge", f"mocha-{node.code}", title, "direct", ""])
     return rows
+
+
+async def _count_members(app: App) -> int:
+    """What cns worker/serve do every CNS_REACH_INTERVAL_HOURS: each direct group's member count, read
+    through the dispatcher's rate limits (relay groups are not ours to count: they stay unknown)."""
+    from broadcaster.upkeep import poll_members
+
+    dispatcher = make_dispatcher(app)
+    try:
+        total = 0
+        while taken := await poll_members(app, dispatcher):
+            total += taken
+        return total
+    finally:
+        await dispatcher.close()
 
 
 async def _bot_admin(boxes: Sandboxes, rows: list[list[str]]) -> None:

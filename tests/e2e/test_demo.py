@@ -55,7 +55,10 @@ def test_demo_json_summary(tmp_path: Path) -> None:
     assert totals["posts_confirmed"] == summary["engagement"]["people"]["confirmed"] > 0
     assert totals["clicks"] == summary["engagement"]["people"]["link_opened"] > 0  # previews not counted
     assert totals["replies"] > 0 and totals["reactions"] > 0
-    assert totals["members"] is None  # never polled in the demo: unknown, not 0
+    # Direct groups were counted once through the platforms; relay groups are not ours: unknown, not 0.
+    counted = summary["engagement"]["groups_counted"]
+    assert counted == summary["groups"]["total"] - relay and totals["members"] > counted
+    assert totals["members_unknown_groups"] == relay
     assert summary["report"]["tiers"] == ["province", "commune", "village"]
     assert (tmp_path / "demo" / "cns-demo.db").exists()
     # The database holds secret references, never the demo secrets themselves.
