@@ -56,6 +56,15 @@ async def status(session: AsyncSession, dispatch_id: int) -> dict[str, Any]:
     total = sum(out["by_state"].values())
     finished = sum(n for s, n in out["by_state"].items() if s in DONE_STATES)
     out["total"], out["finished"] = total, finished
+    held, resumes = (
+        await session.execute(
+            select(func.count(), func.min(col(Delivery.next_attempt_at))).where(
+                where, col(Delivery.state) == "queued", col(Delivery.last_error).like("quiet hours until%")
+            )
+        )
+    ).one()
+    out["quiet_hours_held"] = int(held)
+    out["quiet_hours_resume"] = resumes.astimezone(LOCAL_TZ).isoformat() if resumes is not None else None
     out["possible_duplicates"] = int(
         (
             await session.execute(

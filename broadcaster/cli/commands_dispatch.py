@@ -95,6 +95,10 @@ def _lines(data: dict[str, Any]) -> list[str]:
     ]
     for tier, states in data["tier_states"].items():
         lines.append(f"  {tier:<10} " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
+    if data["quiet_hours_held"]:
+        lines.append(
+            f"  held for quiet hours: {data['quiet_hours_held']} (from {data['quiet_hours_resume'][:16]})"
+        )
     if data["possible_duplicates"]:
         lines.append(f"  possible duplicates (re-sent after a crash): {data['possible_duplicates']}")
     return lines

@@ -322,7 +322,8 @@ async def test_quiet_hours_hold_back_what_was_not_sent_in_time(app: App, tmp_pat
             .values(quiet_hours="21:00-06:00,province=off,village=20:00-07:00")
         )
     clock = Clock()
-    night = datetime.now(LOCAL_TZ).replace(hour=22, minute=30, second=0, microsecond=0)
+    # Tomorrow 22:30, so the dispatch (planned now) is due whatever the time of the run.
+    night = (datetime.now(LOCAL_TZ) + timedelta(days=1)).replace(hour=22, minute=30, second=0, microsecond=0)
     clock.now = night.astimezone(utcnow().tzinfo)
     platforms = _memories()
     await _dispatcher(app, platforms, clock, quiet=quiet_resume).run(asyncio.Event(), until_idle=True)
@@ -336,6 +337,12 @@ async def test_quiet_hours_hold_back_what_was_not_sent_in_time(app: App, tmp_pat
     assert held["commune"][:3] == ("queued", 0, morning.replace(hour=6, minute=0))
     assert held["village"][:3] == ("queued", 0, morning.replace(hour=7, minute=0))
     assert held["commune"][3] == f"quiet hours until 06:00 {morning:%d/%m}"
+    from broadcaster import dispatch_control
+
+    async with app.transaction() as s:
+        shown = await dispatch_control.status(s, dispatch_id)
+    assert shown["quiet_hours_held"] == 4  # two communes, two villages
+    assert shown["quiet_hours_resume"] == morning.replace(hour=6, minute=0).isoformat()
 
     clock.now = morning.replace(hour=6, minute=1)  # communes may go; villages wait until 07:00
     await _dispatcher(app, platforms, clock, quiet=quiet_resume).run(asyncio.Event(), until_idle=True)
