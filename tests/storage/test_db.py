@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -41,5 +43,13 @@ async def test_unreachable_postgres_is_a_clear_error() -> None:
 
 
 async def test_sqlite_in_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    before = set(threading.enumerate())
     with pytest.raises(StorageError, match="cannot open the database"):
         await App.open(Settings(database_url=f"sqlite:///{tmp_path}/missing/dir/cns.db"))
+    # aiosqlite stops the thread of a connection that failed to open without waiting for it: let it
+    # finish while this test's loop runs (else it reports "Event loop is closed" in a later test).
+    for _ in range(500):
+        if not set(threading.enumerate()) - before:
+            break
+        await asyncio.sleep(0.01)
+    assert not set(threading.enumerate()) - before
