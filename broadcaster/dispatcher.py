@@ -27,11 +27,11 @@ from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple, Protocol, cast
 
 from sqlalchemy import JSON, and_, bindparam, case, delete, exists, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from broadcaster.bootstrap import App
+from broadcaster.db import upsert_insert
 from broadcaster.errors import (
     AuthFailed,
     CnsError,
@@ -57,7 +57,7 @@ from broadcaster.models import (
     pk,
 )
 from broadcaster.ports import Media, RenderedMessage, Sender
-from broadcaster.ratelimit import Limits, LocalLimit
+from broadcaster.ratelimit import Limits, is_held
 from broadcaster.retry import RetryPolicy
 from broadcaster.sqltypes import UTCDateTime, utcnow
 from broadcaster.targets import GroupView, target_for, variables_for
@@ -244,7 +244,7 @@ class Dispatcher:
         now = self.clock()
         until = now + self.lease
         async with self._write() as s:
-            insert_fn = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+            insert_fn = upsert_insert(s)
             ids = (
                 (await s.execute(select(col(Account.id)).where(col(Account.status) == "active")))
                 .scalars()
@@ -377,10 +377,7 @@ class Dispatcher:
     async def take_turn(self, account: Account, max_wait: float = 30.0) -> None:
         """Wait for a token of ``account``'s bucket, for sends beside the broadcast (upkeep, summaries):
         they share the account's platform limit with it. Too long a wait is a :class:`RateLimited`."""
-        try:
-            await self.limits.account(pk(account.id), account.platform, account.settings).acquire(max_wait)
-        except LocalLimit as wait:
-            raise RateLimited(f"held by the {account.platform} rate limit", wait.wait) from None
+        await self.limits.take(pk(account.id), account.platform, account.settings, max_wait=max_wait)
 
     def sender(self, account: Account) -> Sender:
         sender = self._senders.get(pk(account.id))
@@ -497,12 +494,12 @@ class Dispatcher:
             except Exception as exc:  # a bug must not stop the broadcast; the delivery is retried
                 log.exception("delivery %s: unexpected error", delivery_id)
                 outcome.error = TransientError(f"internal error: {type(exc).__name__}")
-        if isinstance(outcome.error, RateLimited) and not outcome.error.reason.startswith("held by"):
+        if isinstance(outcome.error, RateLimited) and not is_held(outcome.error):
             # The platform's wait applies to everything else this account sends, not only this delivery.
             self.limits.account(pk(account.id), account.platform, account.settings).block(
                 outcome.error.retry_after
             )
-        if isinstance(outcome.error, RateLimited) and outcome.error.reason.startswith("held by"):
+        if is_held(outcome.error):
             self.stats.held += 1
         elif outcome.error is not None:
             name = type(outcome.error).__name__
@@ -533,15 +530,10 @@ class Dispatcher:
         sender = self._relay(group, accounts) if group.mode == "relay" else self.sender(account)
         track = self.track(delivery_id) if self.track is not None else None
         message = self.render(group.platform, ctx.revision, ctx.media, target.variables, track=track)
-        try:
-            await self.limits.account(pk(account.id), account.platform, account.settings).acquire(
-                self.max_rate_wait
-            )
-            group_bucket = self.limits.group(pk(group.id), account.platform, account.settings)
-            if group_bucket is not None:
-                await group_bucket.acquire(self.max_rate_wait)
-        except LocalLimit as wait:  # not sent: due again when our own bucket has a token, not charged
-            raise RateLimited(f"held by the {account.platform} rate limit", wait.wait) from None
+        # Held by our own bucket: not sent, due again when it has a token, not charged as an attempt.
+        await self.limits.take(
+            pk(account.id), account.platform, account.settings, pk(group.id), self.max_rate_wait
+        )
         return (await sender.send(target, message, f"delivery-{delivery_id}")).message_ids
 
     def _relay(self, group: GroupView, accounts: Mapping[int, Account]) -> Sender:

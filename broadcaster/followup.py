@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from broadcaster.errors import RateLimited
 from broadcaster.models import Account, pk
 from broadcaster.ports import Sender
-from broadcaster.ratelimit import Limits, LocalLimit
+from broadcaster.ratelimit import Limits
 
 T = TypeVar("T")
 
@@ -70,19 +70,13 @@ class Pacer:
         self.max_wait = max_wait
 
     async def call(self, account: Account, group_id: int, action: Callable[[], Awaitable[T]]) -> T:
-        bucket = self.limits.account(pk(account.id), account.platform, account.settings)
-        per_group = self.limits.group(group_id, account.platform, account.settings)
+        key = (pk(account.id), account.platform, account.settings)
         for attempt in range(1, self.tries + 1):
-            try:
-                await bucket.acquire(self.max_wait)
-                if per_group is not None:
-                    await per_group.acquire(self.max_wait)
-            except LocalLimit as wait:
-                raise RateLimited(f"held by the {account.platform} rate limit", wait.wait) from None
+            await self.limits.take(*key, group_id, self.max_wait)
             try:
                 return await action()
             except RateLimited as exc:
                 if attempt == self.tries or exc.retry_after > self.max_wait:
                     raise
-                bucket.block(exc.retry_after)  # the next acquire waits it out
+                self.limits.account(*key).block(exc.retry_after)  # the next take waits it out
         raise AssertionError("unreachable: the last attempt returns or raises")

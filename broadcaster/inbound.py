@@ -20,13 +20,11 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import String, bindparam, cast, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from broadcaster.bootstrap import App
-from broadcaster.db import is_sqlite
+from broadcaster.db import is_sqlite, upsert_insert
 from broadcaster.errors import CnsError
 from broadcaster.group_check import match_title
 from broadcaster.group_events import mark_unreachable, migrate_group, set_status
@@ -103,9 +101,10 @@ class EventStore:
         now = utcnow()
         for row in rows:
             row["received_at"] = now
-        dialect_insert = sqlite_insert if is_sqlite(self.app.engine) else pg_insert
-        statement = dialect_insert(InboundEvent).on_conflict_do_nothing(index_elements=["account_id", "key"])
         async with self.app.transaction() as s:
+            statement = upsert_insert(s)(InboundEvent).on_conflict_do_nothing(
+                index_elements=["account_id", "key"]
+            )
             await s.execute(statement, rows)
 
     async def close(self) -> None:

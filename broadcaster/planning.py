@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, String, func, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from broadcaster import audit
 from broadcaster.accounts import PLATFORMS, check_platform
+from broadcaster.db import upsert_insert
 from broadcaster.errors import InputError, NotFound, PermissionDenied, WorkflowError
 from broadcaster.models import (
     Approval,
@@ -268,8 +268,7 @@ async def _insert_deliveries(
     now: datetime,
     due: datetime | None,
 ) -> int:
-    dialect = session.get_bind().dialect.name
-    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert_fn = upsert_insert(session)
     added = 0
     stamp = literal(now, UTCDateTime)
     for start in range(0, len(unit_ids), _CHUNK):

@@ -13,6 +13,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from broadcaster.errors import DeliveryError, RateLimited
+
 # Defaults from the platforms' documented limits (shared/reference/platforms.md); every one can be
 # overridden per account with the settings ``rate_per_second`` and ``group_rate_per_minute``.
 ACCOUNT_RATE = {"telegram": 30.0, "zalo": 20.0, "facebook": 5.0, "webhook": 50.0}
@@ -26,6 +28,14 @@ GROUP_RATE_PER_MINUTE = {"telegram": 20.0}
 # would lose that lateness on every send (~3.5 % of a 30/s broadcast). 1.1 + 0.97 x limit stays under
 # limit + 1 in any window, so the platform never sees more than its limit from us.
 PACED_BURST = 1.1
+
+
+HELD = "held by the"  # how a RateLimited from our own buckets (not the platform) begins
+
+
+def is_held(error: DeliveryError | None) -> bool:
+    """A delivery given back by our own limit: not sent, not charged, not the platform's 429."""
+    return isinstance(error, RateLimited) and error.reason.startswith(HELD)
 
 
 class LocalLimit(Exception):
@@ -99,6 +109,24 @@ class Limits:
             rate = float(settings.get("rate_per_second") or ACCOUNT_RATE.get(platform, 10.0))  # type: ignore[arg-type]
             bucket = self.accounts[account_id] = TokenBucket(rate * SAFETY, clock=self.clock)
         return bucket
+
+    async def take(
+        self,
+        account_id: int,
+        platform: str,
+        settings: dict[str, object],
+        group_id: int | None = None,
+        max_wait: float = float("inf"),
+    ) -> None:
+        """A token of the account's bucket (and the group's, when its platform limits groups); a wait
+        over ``max_wait`` is a :class:`RateLimited` held by our own limit (see :func:`is_held`)."""
+        try:
+            await self.account(account_id, platform, settings).acquire(max_wait)
+            per_group = self.group(group_id, platform, settings) if group_id is not None else None
+            if per_group is not None:
+                await per_group.acquire(max_wait)
+        except LocalLimit as wait:
+            raise RateLimited(f"{HELD} {platform} rate limit", wait.wait) from None
 
     def group(self, group_id: int, platform: str, settings: dict[str, object]) -> TokenBucket | None:
         per_minute = settings.get("group_rate_per_minute") or GROUP_RATE_PER_MINUTE.get(platform)

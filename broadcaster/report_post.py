@@ -15,11 +15,11 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from broadcaster import audit, reports
+from broadcaster.db import upsert_insert
 from broadcaster.errors import CnsError, TransientError
 from broadcaster.models import Account, Alert, ChatGroup, ReportPost, Unit, pk
 from broadcaster.ports import RenderedMessage, Target
@@ -95,9 +95,8 @@ class PostOutcome:
 async def _claim(app: App, month: str, group_id: int) -> bool:
     now = utcnow()
     async with app.transaction() as s:
-        insert_fn = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
         added = await s.execute(
-            insert_fn(ReportPost)
+            upsert_insert(s)(ReportPost)
             .values(month=month, group_id=group_id, at=now, state="sending")
             .on_conflict_do_nothing(index_elements=["month", "group_id"])
         )
