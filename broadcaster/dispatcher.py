@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import socket
@@ -26,7 +27,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple, Protocol, cast
 
-from sqlalchemy import JSON, and_, bindparam, case, delete, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, exists, or_, select, text, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -69,24 +71,50 @@ log = logging.getLogger("cns.dispatcher")
 FINAL = ("sent", "failed", "skipped", "recalled", "awaiting_confirmation", "confirmed")
 _T = Delivery.__table__  # type: ignore[attr-defined]
 _G = ChatGroup.__table__  # type: ignore[attr-defined]
-_OUTCOME_UPDATE = (
-    _T.update()
-    .where(_T.c.id == bindparam("b_id"), _T.c.lease_owner == bindparam("b_owner"))
-    .values(
-        state=bindparam("b_state"),
-        next_attempt_at=bindparam("b_next"),
-        last_error=bindparam("b_error"),
-        attempts=bindparam("b_attempts"),
-        message_ids=bindparam("b_ids", type_=JSON),
-        # The first send's time: a relay reminder goes out again but the post was sent back then
-        # (escalation counts from it, reports date it by it).
-        sent_at=func.coalesce(_T.c.sent_at, bindparam("b_sent_at", type_=UTCDateTime)),
-        external_message_id=bindparam("b_external"),
-        lease_owner=None,
-        lease_until=None,
-        updated_at=bindparam("b_now", type_=UTCDateTime),
-    )
-)
+# Every outcome of a flush in one statement with one parameter, the outcomes as a JSON array unpacked
+# by the database: an executemany of the same UPDATE spent ~20 us per row in Python binding ten
+# parameters (and three timestamps, one JSON list) that the database now reads in C.
+# ``sent_at`` keeps the first send's time: a relay reminder goes out again but the post was sent back
+# then (escalation counts from it, reports date it by it). A row whose lease was taken over is left alone.
+_OUTCOMES_SQL = {
+    "sqlite": """
+UPDATE delivery SET
+    state = json_extract(r.value, '$.state'),
+    next_attempt_at = json_extract(r.value, '$.next'),
+    last_error = json_extract(r.value, '$.error'),
+    attempts = json_extract(r.value, '$.attempts'),
+    message_ids = json_extract(r.value, '$.ids'),
+    sent_at = coalesce(delivery.sent_at, CASE WHEN json_extract(r.value, '$.sent') THEN :now END),
+    external_message_id = json_extract(r.value, '$.external'),
+    lease_owner = NULL, lease_until = NULL, updated_at = :now
+FROM json_each(:rows) AS r
+WHERE delivery.id = json_extract(r.value, '$.id') AND delivery.lease_owner = :owner""",
+    "postgresql": """
+UPDATE delivery SET
+    state = r.state, next_attempt_at = r.next, last_error = r.error, attempts = r.attempts,
+    message_ids = r.ids,
+    sent_at = coalesce(delivery.sent_at, CASE WHEN r.sent THEN CAST(:now AS timestamptz) END),
+    external_message_id = r.external,
+    lease_owner = NULL, lease_until = NULL, updated_at = :now
+FROM json_to_recordset(CAST(:rows AS json)) AS r(
+    id integer, state text, next timestamptz, error text, attempts integer, ids json, sent boolean,
+    external text)
+WHERE delivery.id = r.id AND delivery.lease_owner = :owner""",
+}
+_OUTCOMES = {
+    name: text(sql).bindparams(bindparam("now", type_=UTCDateTime), bindparam("owner"), bindparam("rows"))
+    for name, sql in _OUTCOMES_SQL.items()
+}
+
+
+def _stored_time(dialect: Dialect) -> Callable[[datetime | None], str | None]:
+    """A timestamp as the dialect keeps it, for a value inside the JSON parameter: SQLite compares the
+    stored text, so it must be the very text SQLAlchemy writes; PostgreSQL parses ISO 8601."""
+    if dialect.name == "postgresql":
+        return lambda value: value.isoformat() if value is not None else None
+    process = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert process is not None
+    return lambda value: cast("str | None", process(value))
 
 
 class RenderFn(Protocol):
@@ -548,54 +576,57 @@ class Dispatcher:
     # --- committing outcomes -----------------------------------------------------------------------------
 
     async def commit(self, outcomes: Sequence[Outcome]) -> None:
-        """Write every outcome in one transaction with one executemany UPDATE and nothing else: commits
-        are serialised (one writer), so each statement here limits the whole worker's rate (a per-row ORM
-        update cost ~1.5 ms; a SELECT of the attempt counts cost more than the UPDATE under load, so the
-        claim returns them). The retry policy decides on errors here. A row whose lease was taken over
-        is left alone."""
+        """Write every outcome in one transaction with one UPDATE and nothing else (side effects of
+        errors aside): commits are serialised (one writer), so each statement here limits the whole
+        worker's rate (a per-row ORM update cost ~1.5 ms; a SELECT of the attempt counts cost more than
+        the UPDATE under load, so the claim returns them). The retry policy decides on errors here."""
         if not outcomes:
             return
         now = self.clock()
         async with self._write() as s:
+            dialect = s.get_bind().dialect
+            stored = _stored_time(dialect)
             rows = []
             for o in outcomes:
                 row = self._row(o, o.attempts, now)
+                row["next"] = stored(row["next"])
                 if o.error is not None:
                     await self._side_effects(s, o, o.error, now)
                 rows.append(row)
-            await s.execute(_OUTCOME_UPDATE, rows)
+            await s.execute(
+                _OUTCOMES[dialect.name],
+                {"now": now, "owner": self.worker_id, "rows": json.dumps(rows, ensure_ascii=False)},
+            )
 
     def _row(self, o: Outcome, attempts: int, now: datetime) -> dict[str, Any]:
         row: dict[str, Any] = {
-            "b_id": o.delivery_id,
-            "b_owner": self.worker_id,
-            "b_now": now,
-            "b_state": o.state,
-            "b_next": None,
-            "b_error": o.note,
-            "b_attempts": attempts,
-            "b_ids": [],
-            "b_sent_at": None,
-            "b_external": None,
+            "id": o.delivery_id,
+            "state": o.state,
+            "next": None,
+            "error": o.note,
+            "attempts": attempts,
+            "ids": [],
+            "sent": False,
+            "external": None,
         }
         if o.error is not None:
             decision = self.policy.decide(o.error, attempts, now)
             row.update(
-                b_state=decision.state,
-                b_next=decision.next_attempt_at,
-                b_error=o.error.reason[:500],
-                b_attempts=attempts if decision.counts else attempts - 1,
+                state=decision.state,
+                next=decision.next_attempt_at,
+                error=o.error.reason[:500],
+                attempts=attempts if decision.counts else attempts - 1,
             )
         elif o.state == "queued":
-            row["b_attempts"] = attempts - 1  # held, not tried
-            row["b_next"] = o.due
+            row["attempts"] = attempts - 1  # held, not tried
+            row["next"] = o.due
         else:
             row.update(
-                b_ids=list(o.message_ids),
-                b_sent_at=now,
-                b_external=o.message_ids[0] if o.message_ids else None,
+                ids=list(o.message_ids),
+                sent=True,
+                external=o.message_ids[0] if o.message_ids else None,
             )
-        final = row["b_state"]
+        final = row["state"]
         self.stats.sent += final in {"sent", "awaiting_confirmation"}
         self.stats.failed += final == "failed"
         self.stats.retried += final in {"errored", "queued"}
