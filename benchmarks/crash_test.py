@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -37,9 +38,9 @@ def main() -> None:
     parser.add_argument("--db")
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
-        url = args.db or f"sqlite:///{work}/crash.db"
+        url = stack.enter_context(world.fresh_database(args.db, work, "crash.db"))
         server, base = world.start_sandbox(work)
         try:
 

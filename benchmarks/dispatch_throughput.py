@@ -51,16 +51,17 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=128)
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--db", help="database URL (default: a temporary SQLite file)")
+    parser.add_argument(
+        "--db", help="database URL (default: a temporary SQLite file; PostgreSQL: a new database on it)"
+    )
     args = parser.parse_args()
     tune_gc()  # as `cns worker` does; the raw rate is measured in this same process with it
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         server, base = world.start_sandbox(work)
         try:
-            total, raws, elapsed, stats = asyncio.run(
-                phases(work, args.db or f"sqlite:///{work}/bench.db", base, args)
-            )
+            with world.fresh_database(args.db, work) as url:
+                total, raws, elapsed, stats = asyncio.run(phases(work, url, base, args))
         finally:
             server.terminate()
             server.wait(timeout=10)

@@ -3,11 +3,15 @@ generated villages with one Telegram group each, one approved post and its dispa
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import os
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -22,6 +26,40 @@ from content import workflow
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawQ"
 TOKEN_ENV = "CNS_BENCH_TG"
+
+
+@contextlib.contextmanager
+def fresh_database(url: str | None, work: Path, name: str = "bench.db") -> Iterator[str]:
+    """The benchmark's database: a SQLite file in ``work`` by default; for a PostgreSQL URL, a new
+    database on that server, dropped afterwards (a benchmark needs an empty one, and a second run
+    would find the first run's users and dispatch)."""
+    if not url:
+        yield f"sqlite:///{work}/{name}"
+        return
+    if not url.startswith("postgresql"):
+        yield url
+        return
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    server = make_url(url)
+    scratch = f"cns_bench_{uuid.uuid4().hex[:10]}"
+
+    def execute(sql: str) -> None:
+        async def run() -> None:
+            conn = await asyncpg.connect(server.set(drivername="postgresql").render_as_string(False))
+            try:
+                await conn.execute(sql)
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
+
+    execute(f'CREATE DATABASE "{scratch}"')
+    try:
+        yield server.set(database=scratch).render_as_string(hide_password=False)
+    finally:
+        execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
 
 
 def start_sandbox(work: Path, *, limits: bool = False) -> tuple[subprocess.Popen[bytes], str]:
