@@ -15,6 +15,7 @@ SKIP LOCKED`` in the sub-select on PostgreSQL so concurrent workers never claim 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -71,6 +72,12 @@ log = logging.getLogger("cns.dispatcher")
 FINAL = ("sent", "failed", "skipped", "recalled", "awaiting_confirmation", "confirmed")
 _T = Delivery.__table__  # type: ignore[attr-defined]
 _G = ChatGroup.__table__  # type: ignore[attr-defined]
+# What a send reads of a group (the fields of GroupView), not its timestamps and notes.
+_GROUP_FIELDS = (
+    *("id", "account_id", "unit_id", "platform", "external_id"),
+    *("title", "mode", "status", "admins"),
+)
+_GROUP_COLUMNS = tuple(_G.c[name] for name in _GROUP_FIELDS)
 # Every outcome of a flush in one statement with one parameter, the outcomes as a JSON array unpacked
 # by the database: an executemany of the same UPDATE spent ~20 us per row in Python binding ten
 # parameters (and three timestamps, one JSON list) that the database now reads in C.
@@ -180,6 +187,42 @@ class Stats:
     errors: dict[str, int] = field(default_factory=dict)  # platform and network errors, by class
 
 
+class _Slots:
+    """A counting semaphore for many waiters, first come first served, each hand-over O(1).
+
+    ``asyncio.Semaphore`` on Python 3.11 scans its waiters on every release and removes each woken
+    one from the middle of a deque: with two overlapping batches (twice as many send workers as
+    slots, half of them waiting) that cost ~27 future checks per delivery."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def __aenter__(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed a slot just before the cancellation: pass it on
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a cancelled waiter stays in the queue until reached here
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -225,12 +268,13 @@ class Dispatcher:
         self.stats = Stats()
         self._senders: dict[int, Sender] = {}
         self._contexts: dict[int, _Context] = {}
+        self._loading = asyncio.Lock()
         self._held: set[int] = set()
         self.pipelines = pipelines
         self.flush_every = flush_every
         self.flush_interval = flush_interval
         # One limit on sends in flight for the whole worker, shared by the overlapping batches.
-        self._in_flight = asyncio.Semaphore(concurrency)
+        self._in_flight = _Slots(concurrency)
         # One writing transaction at a time per worker: SQLite has a single writer, and a transaction
         # that read before writing fails at once (SQLITE_BUSY) instead of waiting when another
         # connection of ours wrote in between. Between processes the busy timeout does the waiting.
@@ -325,10 +369,11 @@ class Dispatcher:
         async with self._write() as s:
             if s.get_bind().dialect.name == "postgresql":
                 due = due.with_for_update(skip_locked=True, of=Delivery)
-            # The table, not the model: an ORM UPDATE .. RETURNING also synchronises the session,
-            # which cost as much as the statement for nothing (this session holds no deliveries).
+            # The table on the connection, not the model through the session: an ORM UPDATE ..
+            # RETURNING also synchronises the session, which cost as much as the statement for
+            # nothing (this session holds no deliveries).
             rows = (
-                await s.execute(
+                await (await s.connection()).execute(
                     update(_T)
                     .where(_T.c.id.in_(due.scalar_subquery()))
                     .values(
@@ -367,6 +412,15 @@ class Dispatcher:
     # --- one batch ---------------------------------------------------------------------------------------
 
     async def _context(self, s: AsyncSession, dispatch_id: int) -> _Context:
+        ctx = self._contexts.get(dispatch_id)
+        if ctx is not None:
+            return ctx
+        # Overlapping batches of a new dispatch would each load the unit tree (a province's villages:
+        # a tenth of a second each); the first loads it, the others wait for it.
+        async with self._loading:
+            return await self._load_context(s, dispatch_id)
+
+    async def _load_context(self, s: AsyncSession, dispatch_id: int) -> _Context:
         ctx = self._contexts.get(dispatch_id)
         if ctx is None:
             dispatch = await s.get(Dispatch, dispatch_id)
@@ -420,7 +474,10 @@ class Dispatcher:
             return 0
         async with self.app.transaction() as s:
             # Rows, not ORM objects: a thousand model instances per batch cost more than the claim.
-            rows = await s.execute(select(_G).where(_G.c.id.in_({c.group_id for c in claimed})))
+            # On the connection: through the session, a Core select still builds its rows the ORM way.
+            rows = await (await s.connection()).execute(
+                select(*_GROUP_COLUMNS).where(_G.c.id.in_({c.group_id for c in claimed}))
+            )
             groups = {int(g.id): cast(GroupView, g) for g in rows}
             accounts = {pk(a.id): a for a in (await s.execute(select(Account))).scalars()}
             contexts = {d: await self._context(s, d) for d in {c[1] for c in claimed}}
@@ -593,7 +650,7 @@ class Dispatcher:
                 if o.error is not None:
                     await self._side_effects(s, o, o.error, now)
                 rows.append(row)
-            await s.execute(
+            await (await s.connection()).execute(
                 _OUTCOMES[dialect.name],
                 {"now": now, "owner": self.worker_id, "rows": json.dumps(rows, ensure_ascii=False)},
             )
