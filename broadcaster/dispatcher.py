@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -262,8 +263,9 @@ class Dispatcher:
         self.max_rate_wait = max_rate_wait
         self.public_url = public_url.rstrip("/") if public_url else None
         self.clock = clock
-        # The buckets run on the dispatcher's clock, so a platform's retry_after and next_attempt_at agree.
-        self.limits = Limits(clock=lambda: self.clock().timestamp())
+        # The buckets run on the dispatcher's clock, so a platform's retry_after and next_attempt_at agree
+        # (the wall clock read directly when that is the clock: three reads per delivery).
+        self.limits = Limits(clock=time.time if clock is utcnow else lambda: self.clock().timestamp())
         self.stats = Stats()
         self._senders: dict[int, Sender] = {}
         self._contexts: dict[int, _Context] = {}
