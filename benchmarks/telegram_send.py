@@ -3,8 +3,8 @@
 Method: `cns sandbox --only telegram --no-limits` runs in a separate process (rate limits off, no
 faults). In this process, first the raw aiohttp rate: N form-encoded `sendMessage` POSTs with C in
 flight on one session (the ceiling of this client stack against this server). Then the adapter:
-N `TelegramSender.send` calls (PTB Bot over AiohttpRequest, parsing every Message) with C in flight,
-each to its own group. Both use the same server process, N and C, and are printed side by side.
+N `TelegramSender.send` calls (sendMessage as a JSON body on the adapter's aiohttp session, the
+message id read from the answer, any refusal read by PTB) with C in flight, each to its own group. Both use the same server process, N and C, and are printed side by side.
 Run: `python benchmarks/telegram_send.py [--requests N] [--concurrency C]`.
 """
 
@@ -116,7 +116,7 @@ def main() -> None:
         f"{args.concurrency} in flight"
     )
     print(f"raw aiohttp POST sendMessage: {raw:,.0f} requests/s")
-    print(f"TelegramSender.send (PTB + AiohttpRequest): {adapter:,.0f} sends/s ({adapter / raw:.0%} of raw)")
+    print(f"TelegramSender.send: {adapter:,.0f} sends/s ({adapter / raw:.0%} of raw)")
 
 
 if __name__ == "__main__":
