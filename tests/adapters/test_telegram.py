@@ -168,6 +168,38 @@ async def test_bad_token_and_faults(server: Running) -> None:
         await sender.close()
 
 
+async def test_answers_that_are_not_the_bot_api() -> None:
+    """What a proxy or a broken gateway in front of the Bot API may answer: a 200 that is not JSON, a
+    JSON 200 without a message, an HTML 502. None is a send; each is a transient error, token-free."""
+    answers = [
+        (200, "text/html", "<html>captive portal</html>"),
+        (200, "application/json", '{"ok": true, "result": true}'),
+        (502, "text/html", "<html>502 Bad Gateway</html>"),
+    ]
+
+    async def get_me(_: web.Request) -> web.Response:
+        bot = {"id": 123456789, "is_bot": True, "first_name": "CNS", "username": "cns_bot"}
+        return web.json_response({"ok": True, "result": bot})
+
+    async def send_message(_: web.Request) -> web.Response:
+        status, kind, body = answers.pop(0)
+        return web.Response(status=status, text=body, content_type=kind)
+
+    app = web.Application()
+    app.router.add_post(f"/bot{TOKEN}/getMe", get_me)
+    app.router.add_post(f"/bot{TOKEN}/sendMessage", send_message)
+    async with Running(app) as running:
+        sender = TelegramSender(Secret(TOKEN), base_url=running.url)
+        try:
+            for _ in range(3):
+                with pytest.raises(TransientError) as failed:
+                    await sender.send(GROUP, render("telegram", title="", body="x"), "k")
+                assert TOKEN.split(":")[1] not in str(failed.value)
+        finally:
+            await sender.close()
+    assert answers == []
+
+
 async def test_members_reply_to_the_bots_webhook(server: Running, sender: TelegramSender) -> None:
     received: list[tuple[dict[str, str], dict[str, object]]] = []
 
