@@ -2,9 +2,9 @@
 
 PTB's default httpx pool degrades under concurrency on this class of machine (~400 requests/s against
 ~4,500/s for aiohttp), so :class:`AiohttpRequest` replaces it. A broadcast's text messages (sendMessage)
-go straight on that session, and only a refusal goes back through PTB (:class:`_Answered`). Errors are translated in one place,
-:func:`translate`, from PTB's exception classes (PTB has already read the HTTP status and
-``parameters``): flood control, migration, kicked/blocked, bad token, bad requests, timeouts.
+go straight on that session, and only a refusal goes back through PTB (:class:`_Answered`). Errors are
+translated in one place, :func:`translate`, from PTB's exception classes (PTB has already read the HTTP
+status and ``parameters``): flood control, migration, kicked/blocked, bad token, bad requests, timeouts.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """Benchmark: the Telegram adapter's send rate against the sandbox Bot API server in another process.
 
 Method: `cns sandbox --only telegram --no-limits` runs in a separate process (rate limits off, no
-faults). In this process, first the raw aiohttp rate: N form-encoded `sendMessage` POSTs with C in
-flight on one session (the ceiling of this client stack against this server). Then the adapter:
-N `TelegramSender.send` calls (sendMessage as a JSON body on the adapter's aiohttp session, the
-message id read from the answer, any refusal read by PTB) with C in flight, each to its own group. Both use the same server process, N and C, and are printed side by side.
-Run: `python benchmarks/telegram_send.py [--requests N] [--concurrency C]`.
+faults). In this process, first the raw aiohttp rate: N form-encoded `sendMessage` POSTs with C in flight
+on one session (the ceiling of this client stack against this server). Then the adapter: N
+`TelegramSender.send` calls (sendMessage as a JSON body on the adapter's aiohttp session, the message id
+read from the answer, any refusal read by PTB) with C in flight, each to its own group. Both use the same
+server process, N and C, and are printed side by side. Run: `python benchmarks/telegram_send.py
+[--requests N] [--concurrency C]`.
 """
 
 from __future__ import annotations
