@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -185,6 +186,48 @@ async def test_gone_migrated_and_paused(app: App, tmp_path: Path) -> None:
     assert "queued" not in await _states(app)
     async with app.transaction() as s:
         assert (await s.get(Dispatch, dispatch_id)).status == "done"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("concurrency", [2, 5])
+async def test_a_send_keeps_its_slot_until_its_outcome_is_committed(
+    app: App, tmp_path: Path, concurrency: int
+) -> None:
+    """The crash bound: sent but not yet committed (what a kill would send again) never exceeds the
+    concurrency, however slow the commits; sends finishing during a commit go together in the next."""
+    await _world(app, tmp_path)
+
+    class SlowDatabase(Dispatcher):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.sent = self.committed = self.peak = 0
+            self.commits: list[int] = []
+
+        async def _send_one(self, *args: Any, **kwargs: Any) -> Any:
+            outcome = await super()._send_one(*args, **kwargs)
+            self.sent += 1
+            self.peak = max(self.peak, self.sent - self.committed)
+            return outcome
+
+        async def commit(self, outcomes: Any) -> None:
+            await asyncio.sleep(0.2)  # a slow database
+            await super().commit(outcomes)
+            self.committed += len(outcomes)
+            self.commits.append(len(outcomes))
+
+    platforms = _memories()
+    worker = SlowDatabase(
+        app,
+        senders=lambda account: platforms[account.platform],
+        render=render_revision,
+        relay=lambda channels: RelaySender(channels, lambda key: f"https://x/r/{key}"),
+        concurrency=concurrency,
+        batch=2,  # overlapping batches share the slots
+    )
+    stats = await worker.run(asyncio.Event(), until_idle=True)
+    assert stats.sent == 5 and worker.committed == 5
+    assert worker.peak <= concurrency
+    if concurrency == 5:  # the first outcome is committed alone, the others (other accounts) meanwhile
+        assert len(worker.commits) < 5 and max(worker.commits) >= 2
 
 
 async def test_crash_leaves_unknown_then_resent_and_counted(app: App, tmp_path: Path) -> None:
