@@ -531,13 +531,15 @@ class Dispatcher:
             ready, self._outbox = self._outbox[: self.max_commit], self._outbox[self.max_commit :]
             try:
                 await self.commit([o for o, _ in ready])
-            except BaseException as exc:  # each waiting send gets the error (cancelled: so are they)
+            except Exception as exc:  # each waiting send gets the error; the next outcomes still go
                 for _, done in ready:
                     if not done.done():
                         done.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
                 continue
+            except BaseException:  # cancelled: so are the sends waiting for this commit
+                for _, done in ready:
+                    done.cancel()
+                raise
             for _, done in ready:
                 if not done.done():
                     done.set_result(None)
