@@ -60,11 +60,11 @@ from broadcaster.models import (
     RevisionAttachment,
     pk,
 )
-from broadcaster.ports import Media, RenderedMessage, Sender
+from broadcaster.ports import Media, RenderedMessage, Sender, SendResult, Target
 from broadcaster.ratelimit import Limits, is_held
 from broadcaster.retry import RetryPolicy
 from broadcaster.sqltypes import UTCDateTime, utcnow
-from broadcaster.targets import GroupView, target_for, variables_for
+from broadcaster.targets import GroupView, media_from, target_for, variables_for
 from broadcaster.timeutil import LOCAL_TZ
 from broadcaster.unit_tree import UnitTree, load_tree
 
@@ -75,8 +75,15 @@ _T = Delivery.__table__  # type: ignore[attr-defined]
 _G = ChatGroup.__table__  # type: ignore[attr-defined]
 # What a send reads of a group (the fields of GroupView), not its timestamps and notes.
 _GROUP_FIELDS = (
-    *("id", "account_id", "unit_id", "platform", "external_id"),
-    *("title", "mode", "status", "admins"),
+    "id",
+    "account_id",
+    "unit_id",
+    "platform",
+    "external_id",
+    "title",
+    "mode",
+    "status",
+    "admins",
 )
 _GROUP_COLUMNS = tuple(_G.c[name] for name in _GROUP_FIELDS)
 # Every outcome of a flush in one statement with one parameter, the outcomes as a JSON array unpacked
@@ -438,18 +445,11 @@ class Dispatcher:
                     .order_by(col(RevisionAttachment.position))
                 )
             ).scalars()
-            media = [
-                Media(
-                    a.sha256,
-                    a.filename,
-                    a.media_type,
-                    a.data,
-                    f"{self.public_url}/a/{a.sha256}" if self.public_url else None,
-                )
-                for a in files
-            ]
             ctx = self._contexts[dispatch_id] = _Context(
-                revision, media, await self._tree(s, dispatch.as_of), dispatch.quiet_hours
+                revision,
+                media_from(list(files), self.public_url),
+                await self._tree(s, dispatch.as_of),
+                dispatch.quiet_hours,
             )
         return ctx
 
@@ -463,6 +463,14 @@ class Dispatcher:
         """Wait for a token of ``account``'s bucket, for sends beside the broadcast (upkeep, summaries):
         they share the account's platform limit with it. Too long a wait is a :class:`RateLimited`."""
         await self.limits.take(pk(account.id), account.platform, account.settings, max_wait=max_wait)
+
+    async def send_notice(self, account: Account, group: ChatGroup, text: str, key: str) -> SendResult:
+        """A plain-text message of ours (a monthly summary, an escalation) straight to ``group``, in turn
+        with the broadcast under the account's limit; errors are the adapter's."""
+        await self.take_turn(account)
+        target = Target(platform=group.platform, external_id=group.external_id, title=group.title)
+        message = RenderedMessage(parts=(text,), fmt="plain", plain_parts=(text,))
+        return await self.sender(account).send(target, message, key)
 
     def sender(self, account: Account) -> Sender:
         sender = self._senders.get(pk(account.id))

@@ -22,7 +22,6 @@ from broadcaster import audit, reports
 from broadcaster.db import upsert_insert
 from broadcaster.errors import CnsError, TransientError
 from broadcaster.models import Account, Alert, ChatGroup, ReportPost, Unit, pk
-from broadcaster.ports import RenderedMessage, Target
 from broadcaster.sqltypes import utcnow
 from broadcaster.unit_tree import load_tree
 from broadcaster.users import Actor, Permission
@@ -174,14 +173,8 @@ async def post_monthly(
         if not await _claim(app, month, group_id):
             outcome.already += 1
             continue
-        message = RenderedMessage(parts=(text,), fmt="plain", plain_parts=(text,))
         try:
-            await dispatcher.take_turn(account)
-            await dispatcher.sender(account).send(
-                Target(platform=group.platform, external_id=group.external_id, title=group.title),
-                message,
-                f"report-{month}-{group_id}",
-            )
+            await dispatcher.send_notice(account, group, text, f"report-{month}-{group_id}")
         except TransientError as exc:  # rate limits, network: tried again next round or by `cns report post`
             log.warning("monthly summary to group %s failed: %s", group_id, exc)
             await _settle(app, month, group_id, "failed", str(exc))

@@ -1,11 +1,13 @@
-"""From stored groups to adapter targets: the unit's names for template variables, the admins."""
+"""From stored rows to what adapters take: groups to targets (the unit's names for template variables,
+the admins), attachments to media."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from broadcaster.ports import Admin, Target
+from broadcaster.models import Attachment
+from broadcaster.ports import Admin, Media, Target
 from broadcaster.unit_tree import UnitTree
 
 # Which template variable each level of the tree fills.
@@ -64,3 +66,12 @@ def target_for(group: GroupView, tree: UnitTree, variables: dict[str, str] | Non
         admins=tuple(Admin(a["name"], a["channel"], a["address"]) for a in group.admins),
         variables=variables if variables is not None else variables_for(tree, group.unit_id),
     )
+
+
+def media_from(rows: Sequence[Attachment], link_base: str | None = None) -> list[Media]:
+    """Stored attachments as adapter media; ``link_base`` (the public URL of ``cns serve``) gives links."""
+    base = link_base.rstrip("/") if link_base else None
+    return [
+        Media(r.sha256, r.filename, r.media_type, r.data, f"{base}/a/{r.sha256}" if base else None)
+        for r in rows
+    ]

@@ -31,7 +31,7 @@ from broadcaster.models import (
     UnitLink,
     pk,
 )
-from broadcaster.ports import RenderedMessage, Target
+from broadcaster.ports import Target
 from broadcaster.report_post import due_month, post_monthly
 from broadcaster.sqltypes import utcnow
 
@@ -175,15 +175,9 @@ async def _tell_team(app: App, dispatcher: Dispatcher, unit_id: int, waiting: li
     text = "Tổ CNS: các nhóm sau chưa xác nhận đã đăng bài, đề nghị nhắc trưởng thôn/bản:\n" + "\n".join(
         f"• {w}" for w in waiting[:50]
     )
-    message = RenderedMessage(parts=(text,), fmt="plain", plain_parts=(text,))
     for group, account in rows:
         try:
-            await dispatcher.take_turn(account)
-            await dispatcher.sender(account).send(
-                Target(platform=group.platform, external_id=group.external_id, title=group.title),
-                message,
-                f"escalation-{unit_id}-{utcnow():%Y%m%d%H}",
-            )
+            await dispatcher.send_notice(account, group, text, f"escalation-{unit_id}-{utcnow():%Y%m%d%H}")
         except CnsError as exc:  # the alert above stays; the team is told another way
             log.warning("escalation to group %s failed: %s", group.id, exc)
 

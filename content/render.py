@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from broadcaster.errors import InputError
-from broadcaster.models import Attachment, ContentRevision
+from broadcaster.models import ContentRevision
 from broadcaster.ports import Media, RenderedMessage
 from content.markdown import Block, Line, Span, parse
 
@@ -247,15 +247,6 @@ def render(
         title=title_text,
         caption=caption,
     )
-
-
-def media_from(rows: Sequence[Attachment], link_base: str | None = None) -> list[Media]:
-    """Stored attachments as adapter media; ``link_base`` (the public URL of ``cns serve``) gives links."""
-    base = link_base.rstrip("/") if link_base else None
-    return [
-        Media(r.sha256, r.filename, r.media_type, r.data, f"{base}/a/{r.sha256}" if base else None)
-        for r in rows
-    ]
 
 
 def render_revision(

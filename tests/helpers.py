@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -53,3 +54,8 @@ async def add_accounts(app: App) -> None:
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     path.write_bytes(text.encode(encoding))
     return path
+
+
+def cns_argv(database_url: str, *args: str) -> list[str]:
+    """``cns --db URL ARGS...`` as a child process runs it: the command line a user types."""
+    return [sys.executable, "-m", "broadcaster.cli.main", "--db", database_url, *args]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,7 +14,7 @@ from adapters.sandbox.run import SandboxConfig, Sandboxes
 from broadcaster import accounts
 from broadcaster.bootstrap import TELEGRAM_UPDATES, App, register_webhook
 from broadcaster.errors import ConfigError
-from tests.helpers import actor, seed_lai_chau
+from tests.helpers import actor, cns_argv, seed_lai_chau
 
 PUBLIC = "https://cns.laichau.example"
 
@@ -84,15 +83,7 @@ async def test_cns_accounts_webhook_through_the_cli(
     await _accounts(app, boxes, monkeypatch)
     monkeypatch.setenv("CNS_PUBLIC_URL", PUBLIC)
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "broadcaster.cli.main",
-        "--db",
-        app.settings.database_url,
-        "--json",
-        "accounts",
-        "webhook",
-        "tg",
+        *cns_argv(app.settings.database_url, "--json", "accounts", "webhook", "tg"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

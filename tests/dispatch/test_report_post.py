@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -22,7 +21,7 @@ from broadcaster.errors import PermissionDenied
 from broadcaster.models import Alert, ReportPost
 from broadcaster.report_post import due_month, post_monthly, steering_posts
 from broadcaster.reports import LOCAL
-from tests.helpers import TODAY, actor, add_users, seed_lai_chau
+from tests.helpers import TODAY, actor, add_users, cns_argv, seed_lai_chau
 
 PROVINCE, COMMUNE, VILLAGE, PAGE = "-1001200000012", "-1000000003451", "-1000000345101", "104857600000012"
 MONTH = f"{datetime.now(LOCAL):%Y-%m}"  # the groups are registered now, in this month
@@ -146,18 +145,7 @@ async def test_cns_report_post_dry_run_shows_the_messages(
 ) -> None:
     await _world(app, boxes, monkeypatch)
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "broadcaster.cli.main",
-        "--db",
-        app.settings.database_url,
-        "--as",
-        "xa",
-        "--json",
-        "report",
-        "post",
-        "--month",
-        MONTH,
+        *cns_argv(app.settings.database_url, "--as", "xa", "--json", "report", "post", "--month", MONTH),
         "--dry-run",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

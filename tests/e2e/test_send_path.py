@@ -21,11 +21,11 @@ from broadcaster import accounts, groups, planning
 from broadcaster.bootstrap import App, build_sender
 from broadcaster.models import Account, Attachment, ChatGroup, ContentRevision, Delivery, Dispatch
 from broadcaster.ports import OAuthTokens, Sender
-from broadcaster.targets import target_for
+from broadcaster.targets import media_from, target_for
 from broadcaster.token_store import FileTokenStore
 from broadcaster.unit_tree import load_tree
 from content import workflow
-from content.render import media_from, render_revision
+from content.render import render_revision
 from tests.helpers import TODAY, actor, add_users, seed_lai_chau, write
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 from sqlalchemy import select
@@ -14,7 +13,7 @@ from sqlmodel import col
 from broadcaster.bootstrap import App, hook_codecs
 from broadcaster.inbound import process_pending
 from broadcaster.models import ChatGroup, GroupSuggestion
-from tests.helpers import add_users
+from tests.helpers import add_users, cns_argv
 from tests.web.world import World, body, build, client
 
 BOT = {"id": 7000000001, "is_bot": True, "first_name": "Tin tỉnh"}
@@ -22,16 +21,7 @@ BOT = {"id": 7000000001, "is_bot": True, "first_name": "Tin tỉnh"}
 
 def cns(app: App, *args: str, user: str = "admin") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "broadcaster.cli.main",
-            "--db",
-            app.settings.database_url,
-            "--as",
-            user,
-            *args,
-        ],
+        cns_argv(app.settings.database_url, "--as", user, *args),
         capture_output=True,
         text=True,
         timeout=120,
