@@ -1,5 +1,5 @@
 # Two commands matter: `make demo` runs the product on embedded defaults, `make test` runs everything
-# CI runs (lint, format check, type check, tests). Both create the virtual environment on first use.
+# CI runs (lint, format check, import contracts, type check, tests). Both create the virtual environment on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,6 +18,7 @@ demo: $(BIN)/cns
 lint: $(BIN)/cns
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports  # the layers of README > Architecture ([tool.importlinter] in pyproject.toml)
 
 typecheck: $(BIN)/cns
 	$(BIN)/mypy

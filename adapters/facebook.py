@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from adapters.http import Reply, new_session, request
-from broadcaster.errors import (
+from broadcaster.domain.errors import (
     AuthFailed,
     DeliveryError,
     PermanentError,
@@ -23,8 +23,8 @@ from broadcaster.errors import (
     TargetGone,
     TransientError,
 )
-from broadcaster.ports import Media, RenderedMessage, SendResult, Target
-from broadcaster.secrets import Secret
+from broadcaster.domain.ports import Media, RenderedMessage, SendResult, Target
+from broadcaster.domain.secrets import Secret
 
 DEFAULT_GRAPH = "https://graph.facebook.com"
 DEFAULT_VERSION = "v21.0"

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from broadcaster.errors import TransientError
+from broadcaster.domain.errors import TransientError
 
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
 

@@ -10,8 +10,8 @@ import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from broadcaster.errors import DeliveryError, NotSupported, TargetGone
-from broadcaster.ports import RenderedMessage, SendResult, Target
+from broadcaster.domain.errors import DeliveryError, NotSupported, TargetGone
+from broadcaster.domain.ports import RenderedMessage, SendResult, Target
 
 
 @dataclass

@@ -12,8 +12,8 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Mapping
 
-from broadcaster.errors import DeliveryError, PermanentError
-from broadcaster.ports import Admin, RenderedMessage, Sender, SendResult, Target
+from broadcaster.domain.errors import DeliveryError, PermanentError
+from broadcaster.domain.ports import Admin, RenderedMessage, Sender, SendResult, Target
 
 HTML_CHANNELS = {"telegram"}
 

@@ -34,7 +34,7 @@ from telegram.error import (
 from telegram.request import BaseRequest, RequestData
 from yarl import URL
 
-from broadcaster.errors import (
+from broadcaster.domain.errors import (
     AuthFailed,
     DeliveryError,
     PermanentError,
@@ -43,8 +43,8 @@ from broadcaster.errors import (
     TargetMigrated,
     TransientError,
 )
-from broadcaster.ports import Media, RenderedMessage, SendResult, Target
-from broadcaster.secrets import Secret, redact_text
+from broadcaster.domain.ports import Media, RenderedMessage, SendResult, Target
+from broadcaster.domain.secrets import Secret, redact_text
 
 DEFAULT_BASE_URL = "https://api.telegram.org"
 _JSON = {"Content-Type": "application/json"}

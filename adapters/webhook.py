@@ -19,7 +19,7 @@ import aiohttp
 
 from adapters import signing
 from adapters.http import Reply, new_session, request, retry_after_seconds
-from broadcaster.errors import (
+from broadcaster.domain.errors import (
     AuthFailed,
     DeliveryError,
     PermanentError,
@@ -27,8 +27,8 @@ from broadcaster.errors import (
     TargetGone,
     TransientError,
 )
-from broadcaster.ports import RenderedMessage, SendResult, Target
-from broadcaster.secrets import Secret
+from broadcaster.domain.ports import RenderedMessage, SendResult, Target
+from broadcaster.domain.secrets import Secret
 
 
 def translate(reply: Reply, what: str) -> DeliveryError | None:

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from adapters.http import Reply, new_session, request
-from broadcaster.errors import (
+from broadcaster.domain.errors import (
     AuthFailed,
     DeliveryError,
     NotSupported,
@@ -23,8 +23,8 @@ from broadcaster.errors import (
     TargetGone,
     TransientError,
 )
-from broadcaster.ports import Media, OAuthTokens, RenderedMessage, SendResult, Target, TokenStore
-from broadcaster.secrets import Secret
+from broadcaster.domain.ports import Media, OAuthTokens, RenderedMessage, SendResult, Target, TokenStore
+from broadcaster.domain.secrets import Secret
 
 DEFAULT_API = "https://openapi.zalo.me"
 DEFAULT_OAUTH = "https://oauth.zaloapp.com"

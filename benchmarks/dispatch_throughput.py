@@ -23,7 +23,8 @@ from pathlib import Path
 
 from benchmarks import world
 from benchmarks.telegram_send import raw_rate
-from broadcaster.bootstrap import App, make_dispatcher, tune_gc
+from broadcaster.bootstrap import make_dispatcher, tune_gc
+from broadcaster.storage.app import App
 
 
 async def dispatch(app: App, concurrency: int, batch: int) -> tuple[float, dict[str, object]]:

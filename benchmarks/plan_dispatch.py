@@ -19,14 +19,15 @@ import time
 from datetime import date
 from pathlib import Path
 
-from broadcaster import accounts, groups, planning, users
-from broadcaster.bootstrap import App
+from broadcaster.bootstrap import initialise
 from broadcaster.cli.demo import data_file
-from broadcaster.settings import Settings
-from broadcaster.timeutil import today
-from broadcaster.unit_import import import_units
-from broadcaster.unit_tree import load_tree
-from content import workflow
+from broadcaster.directory import accounts, groups, users
+from broadcaster.dispatch import planning
+from broadcaster.domain.settings import Settings
+from broadcaster.domain.timeutil import today
+from broadcaster.editorial import workflow
+from broadcaster.units.importer import import_units
+from broadcaster.units.tree import load_tree
 
 REFORM = date(2025, 7, 1)
 
@@ -34,7 +35,7 @@ REFORM = date(2025, 7, 1)
 async def main(villages: int, url: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        app, _, _ = await App.initialise(Settings(database_url=url or f"sqlite:///{work}/bench.db"))
+        app, _, _ = await initialise(Settings(database_url=url or f"sqlite:///{work}/bench.db"))
         day = today()
         t0 = time.perf_counter()
         async with app.transaction() as s:

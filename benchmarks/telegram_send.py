@@ -24,8 +24,8 @@ from pathlib import Path
 import aiohttp
 
 from adapters.telegram import TelegramSender
-from broadcaster.ports import RenderedMessage, Target
-from broadcaster.secrets import Secret
+from broadcaster.domain.ports import RenderedMessage, Target
+from broadcaster.domain.secrets import Secret
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawQ"
 TEXT = "<b>Thông báo</b>\n\nBà con bản Mù Cả ơi, từ nay có thể nộp hồ sơ trực tuyến trên Cổng Dịch vụ công."

@@ -31,10 +31,11 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from adapters import signing
-from broadcaster import accounts, users
-from broadcaster.bootstrap import App
-from broadcaster.models import InboundEvent
-from broadcaster.settings import Settings
+from broadcaster.bootstrap import initialise
+from broadcaster.directory import accounts, users
+from broadcaster.domain.models import InboundEvent
+from broadcaster.domain.settings import Settings
+from broadcaster.storage.app import App
 
 
 def _port() -> int:
@@ -44,7 +45,7 @@ def _port() -> int:
 
 
 async def _setup(url: str, env: dict[str, str]) -> None:
-    app, _, _ = await App.initialise(Settings(database_url=url))
+    app, _, _ = await initialise(Settings(database_url=url))
     try:
         async with app.transaction() as s:
             await users.add_user(s, None, "admin", "admin", today=__import__("datetime").date.today())

@@ -15,14 +15,16 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
-from broadcaster import accounts, groups, planning, users
-from broadcaster.bootstrap import App
+from broadcaster.bootstrap import initialise
 from broadcaster.cli.demo import data_file
-from broadcaster.settings import Settings
-from broadcaster.timeutil import today
-from broadcaster.unit_import import import_units
-from broadcaster.unit_tree import load_tree
-from content import workflow
+from broadcaster.directory import accounts, groups, users
+from broadcaster.dispatch import planning
+from broadcaster.domain.settings import Settings
+from broadcaster.domain.timeutil import today
+from broadcaster.editorial import workflow
+from broadcaster.storage.app import App
+from broadcaster.units.importer import import_units
+from broadcaster.units.tree import load_tree
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawQ"
 TOKEN_ENV = "CNS_BENCH_TG"
@@ -90,7 +92,7 @@ def start_sandbox(work: Path, *, limits: bool = False) -> tuple[subprocess.Popen
 async def build(work: Path, url: str, base: str, n: int, *, rate: float | None = None) -> tuple[App, int]:
     """The world in the database at ``url``; ``rate`` None lifts our own pacing (server limits off)."""
     os.environ[TOKEN_ENV] = TOKEN
-    app, _, _ = await App.initialise(Settings(database_url=url))
+    app, _, _ = await initialise(Settings(database_url=url))
     day = today()
     async with app.transaction() as s:
         await users.add_user(s, None, "admin", "admin", today=day)
@@ -141,7 +143,7 @@ async def delivery_counts(url: str) -> tuple[dict[str, int], int]:
     """Deliveries per state in the database at ``url``, and how many were re-sent after a crash."""
     from sqlalchemy import func, select
 
-    from broadcaster.models import Delivery
+    from broadcaster.domain.models import Delivery
 
     app = await App.open(Settings(database_url=url))
     try:

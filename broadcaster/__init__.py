@@ -1,3 +1,4 @@
-"""CNS Broadcaster core: units and tiers, groups, users, audit, dispatch planning and storage."""
+"""CNS Broadcaster: one core with pluggable platform adapters; the layers are its sub-packages (README,
+Architecture)."""
 
 __version__ = "0.1.0"

@@ -1,77 +1,30 @@
-"""The composition root: settings -> engine -> sessions. The CLI, the web app and tests start here."""
+"""The composition root: wires the platform adapters, renderer, dispatcher and web app over a storage
+``App``. Only the CLI (and tests, benchmarks) import this module."""
 
 from __future__ import annotations
 
-import base64
-import functools
 import gc
-import hashlib
-import hmac
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
-from datetime import datetime
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
-from broadcaster.db import create_engine, session_factory
-from broadcaster.errors import ConfigError, InputError
-from broadcaster.models import Account
-from broadcaster.ports import Sender
-from broadcaster.schema import ensure_current, upgrade
-from broadcaster.secrets import resolve
-from broadcaster.settings import Settings
-from broadcaster.tiers import seed_default_tiers
+from broadcaster.domain.errors import ConfigError, InputError
+from broadcaster.domain.models import Account
+from broadcaster.domain.ports import Sender
+from broadcaster.domain.secrets import resolve
+from broadcaster.domain.settings import Settings
+from broadcaster.inbound.links import confirmation_token, link_tracker
+from broadcaster.storage.app import App
+from broadcaster.units.tiers import seed_default_tiers
 
 if TYPE_CHECKING:
-    from broadcaster.dispatcher import Dispatcher
-    from scheduler.timing import QuietPlan
+    from broadcaster.dispatch.dispatcher import Dispatcher
 
 
-@dataclass(slots=True)
-class App:
-    settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-
-    @classmethod
-    async def open(cls, settings: Settings, *, check_schema: bool = True) -> App:
-        engine = create_engine(settings.database_url)
-        app = cls(settings, engine, session_factory(engine))
-        if check_schema:
-            try:
-                await ensure_current(engine)
-            except BaseException:
-                await engine.dispose()
-                raise
-        return app
-
-    @classmethod
-    async def initialise(cls, settings: Settings) -> tuple[App, str | None, str | None]:
-        """Create or upgrade the schema in place and seed the default tier schema on a new database."""
-        app = await cls.open(settings, check_schema=False)
-        try:
-            before, after = await upgrade(app.engine)
-            async with app.transaction() as session:
-                await seed_default_tiers(session)
-        except BaseException:
-            await app.close()
-            raise
-        return app, before, after
-
-    def with_settings(self, **changes: object) -> App:
-        return replace(self, settings=replace(self.settings, **changes))  # type: ignore[arg-type]
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in one transaction: committed on success, rolled back on any error."""
-        async with self.sessions() as session, session.begin():
-            yield session
-
-    async def close(self) -> None:
-        await self.engine.dispose()
+async def initialise(settings: Settings) -> tuple[App, str | None, str | None]:
+    """``cns init``: create or upgrade the schema in place and seed the default tier schema on a new
+    database. Returns the app and the schema revisions before and after."""
+    return await App.initialise(settings, seed=seed_default_tiers)
 
 
 # Young-generation collections every 50,000 net container allocations instead of 700.
@@ -104,7 +57,7 @@ def build_sender(account: Account, settings: Settings, environ: Mapping[str, str
     from adapters.telegram import DEFAULT_BASE_URL, TelegramSender
     from adapters.webhook import WebhookSender
     from adapters.zalo import DEFAULT_API, DEFAULT_OAUTH, ZaloSender
-    from broadcaster.token_store import FileTokenStore
+    from broadcaster.storage.token_store import FileTokenStore
 
     cfg = account.settings
     if not account.secret_ref:
@@ -136,12 +89,6 @@ def build_sender(account: Account, settings: Settings, environ: Mapping[str, str
     raise ConfigError(f"account {account.name}: no adapter for platform {account.platform!r}")
 
 
-def confirmation_token(settings: Settings, key: str) -> str:
-    """An unguessable token for a relay confirmation link (``/r/{token}``), checked by ``cns serve``."""
-    digest = hmac.new(settings.key_for_links(), key.encode(), hashlib.sha256).digest()
-    return f"{key}.{base64.urlsafe_b64encode(digest[:12]).decode()}"
-
-
 def sender_factories(
     settings: Settings,
 ) -> tuple[Callable[[Account], Sender], Callable[[Mapping[str, Sender]], Sender]]:
@@ -164,8 +111,9 @@ def sender_factories(
 
 def make_dispatcher(app: App, **options: Any) -> Dispatcher:
     """The dispatcher with the real adapters, renderer and relay wired in."""
-    from broadcaster.dispatcher import Dispatcher
+    from broadcaster.dispatch.dispatcher import Dispatcher
     from content.render import RenderCache
+    from scheduler.timing import quiet_resume
 
     senders, relay = sender_factories(app.settings)
     options.setdefault("track", link_tracker(app.settings))
@@ -178,34 +126,6 @@ def make_dispatcher(app: App, **options: Any) -> Dispatcher:
         public_url=app.settings.public_url,
         **options,
     )
-
-
-def quiet_resume(plan: str, level: str, now: datetime) -> datetime | None:
-    """When a delivery of ``level`` may go out again if ``now`` falls in the dispatch's quiet hours."""
-    parsed = _quiet_plan(plan)
-    if parsed is None:
-        return None
-    resume = parsed.after(level, now)
-    return resume if resume != now else None
-
-
-@functools.lru_cache(maxsize=64)
-def _quiet_plan(text: str) -> QuietPlan | None:
-    from scheduler.timing import parse_quiet_plan
-
-    return parse_quiet_plan(text)
-
-
-def link_tracker(settings: Settings) -> Callable[[int], Callable[[str], str]]:
-    """Per delivery, each link of the post becomes ``{CNS_PUBLIC_URL}/l/{code}`` (``cns serve``)."""
-    from broadcaster.links import link_code
-
-    base, secret = settings.public_url.rstrip("/"), settings.key_for_links()
-
-    def for_delivery(delivery_id: int) -> Callable[[str], str]:
-        return lambda url: f"{base}/l/{link_code(secret, delivery_id, url)}"
-
-    return for_delivery
 
 
 def hook_codecs() -> dict[str, Any]:
@@ -244,7 +164,7 @@ async def register_webhook(app: App, account_name: str, *, delete: bool = False)
     secret token, then getWebhookInfo as the platform sees it); the other platforms are configured in
     their developer consoles, so the answer says where and with which secret."""
     from adapters.telegram import DEFAULT_BASE_URL, TelegramSender
-    from broadcaster.accounts import get_account
+    from broadcaster.directory.accounts import get_account
 
     async with app.sessions() as s:
         account = await get_account(s, account_name)

@@ -1,4 +1,4 @@
-"""Attachments, stored once by the SHA-256 of their bytes, with size and type checks.
+"""Attachment checks: the type of a file, from its bytes. Storing them is the editorial layer's job.
 
 The type is decided from the file's first bytes, not trusted from its name: a ``.jpg`` that is not a
 JPEG is refused. Accepted: JPEG, PNG, GIF, WebP, PDF, MP4, and Office (docx/xlsx/pptx) documents.
@@ -6,19 +6,11 @@ JPEG is refused. Accepted: JPEG, PNG, GIF, WebP, PDF, MP4, and Office (docx/xlsx
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import unicodedata
 import zipfile
 from io import BytesIO
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
-
-from broadcaster.errors import InputError
-from broadcaster.models import Attachment
+from broadcaster.domain.errors import InputError
 
 OFFICE_TYPES = {
     ".docx": ("word/", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
@@ -70,32 +62,3 @@ def sniff(data: bytes, filename: str) -> str:
             f"attachment {filename}: the content is {media_type}, which does not match {suffix!r}"
         )
     return media_type
-
-
-def _read(path: Path, max_bytes: int) -> bytes:
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise InputError(f"attachment {path.name}: {size:,} bytes is over the limit of {max_bytes:,}")
-    return path.read_bytes()
-
-
-async def store(session: AsyncSession, path: Path, max_bytes: int) -> Attachment:
-    """Store the file at ``path`` (once per content hash) and return its row."""
-    try:
-        data = await asyncio.to_thread(_read, path, max_bytes)
-    except OSError as exc:
-        raise InputError(f"attachment {path}: cannot read ({exc.strerror or exc})") from None
-    if not data:
-        raise InputError(f"attachment {path.name}: empty file")
-    filename = unicodedata.normalize("NFC", path.name)
-    media_type = sniff(data, filename)
-    digest = hashlib.sha256(data).hexdigest()
-    found = (await session.execute(select(Attachment).where(col(Attachment.sha256) == digest))).scalar()
-    if found is not None:
-        return found
-    attachment = Attachment(
-        sha256=digest, filename=filename, media_type=media_type, size=len(data), data=data
-    )
-    session.add(attachment)
-    await session.flush()
-    return attachment

@@ -21,7 +21,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from broadcaster.errors import InputError
+from broadcaster.domain.errors import InputError
 
 TEMPLATE_VARIABLES = ("unit_name", "commune", "district", "province")
 _BULLET = re.compile(r"^[-*]\s+(.*)$")

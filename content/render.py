@@ -19,9 +19,9 @@ import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from broadcaster.errors import InputError
-from broadcaster.models import ContentRevision
-from broadcaster.ports import Media, RenderedMessage
+from broadcaster.domain.errors import InputError
+from broadcaster.domain.models import ContentRevision
+from broadcaster.domain.ports import Media, RenderedMessage
 from content.markdown import Block, Line, Span, parse
 
 LIMITS = {"telegram": 4096, "zalo": 2000, "facebook": 60000, "webhook": 20000}

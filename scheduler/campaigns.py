@@ -19,15 +19,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from broadcaster import audit, planning
-from broadcaster.accounts import check_platform
-from broadcaster.bootstrap import App
-from broadcaster.errors import CnsError, Conflict, InputError, NotFound
-from broadcaster.models import Alert, Campaign, ContentItem, User, pk
-from broadcaster.sqltypes import utcnow
-from broadcaster.timeutil import LOCAL_TZ
-from broadcaster.unit_tree import load_tree
-from broadcaster.users import Actor, Permission, get_actor
+from broadcaster.directory import audit
+from broadcaster.directory.accounts import check_platform
+from broadcaster.directory.users import Actor, Permission, get_actor
+from broadcaster.dispatch import planning
+from broadcaster.domain.errors import CnsError, Conflict, InputError, NotFound
+from broadcaster.domain.models import Alert, Campaign, ContentItem, User, pk
+from broadcaster.domain.sqltypes import utcnow
+from broadcaster.domain.timeutil import LOCAL_TZ
+from broadcaster.storage.app import App
+from broadcaster.units.tree import load_tree
 from scheduler.timing import parse_quiet_plan
 
 log = logging.getLogger("cns.scheduler")

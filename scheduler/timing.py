@@ -7,11 +7,12 @@ later. Quiet hours (default 21:00-06:00) move any send that would fall inside th
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
-from broadcaster.errors import InputError
-from broadcaster.timeutil import LOCAL_TZ
+from broadcaster.domain.errors import InputError
+from broadcaster.domain.timeutil import LOCAL_TZ
 
 DEFAULT_QUIET = (time(21, 0), time(6, 0))
 
@@ -102,3 +103,17 @@ def parse_quiet_plan(text: str) -> QuietPlan | None:
     if default is None and not any(hours for _, hours in tiers):
         return None
     return QuietPlan(default, tuple(tiers))
+
+
+def quiet_resume(plan: str, level: str, now: datetime) -> datetime | None:
+    """When a delivery of ``level`` may go out again if ``now`` falls in the dispatch's quiet hours."""
+    parsed = _quiet_plan(plan)
+    if parsed is None:
+        return None
+    resume = parsed.after(level, now)
+    return resume if resume != now else None
+
+
+@functools.lru_cache(maxsize=64)
+def _quiet_plan(text: str) -> QuietPlan | None:
+    return parse_quiet_plan(text)

@@ -11,8 +11,9 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from broadcaster.bootstrap import App
-from broadcaster.settings import Settings
+from broadcaster.bootstrap import initialise
+from broadcaster.domain.settings import Settings
+from broadcaster.storage.app import App
 
 PG_URL = os.environ.get("CNS_TEST_POSTGRES_URL")
 
@@ -59,7 +60,7 @@ def settings(db_url: str) -> Settings:
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[App]:
     """An initialised, empty database (default tier schema, no users, no units)."""
-    app, _, _ = await App.initialise(settings)
+    app, _, _ = await initialise(settings)
     try:
         yield app
     finally:

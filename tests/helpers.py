@@ -6,11 +6,11 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from broadcaster import accounts, users
-from broadcaster.bootstrap import App
 from broadcaster.cli.demo import data_file
-from broadcaster.unit_import import import_units
-from broadcaster.users import Actor
+from broadcaster.directory import accounts, users
+from broadcaster.directory.users import Actor
+from broadcaster.storage.app import App
+from broadcaster.units.importer import import_units
 
 REFORM = date(2025, 7, 1)
 TODAY = date(2026, 11, 28)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from broadcaster.errors import BadPayload
+from broadcaster.domain.errors import BadPayload
 
 
 def json_object(body: bytes) -> dict[str, Any]:

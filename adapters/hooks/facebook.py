@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from adapters.hooks.common import epoch, header, ident, json_object, obj, text
-from broadcaster.errors import BadPayload, BadSignature
-from broadcaster.ports import Signal
+from broadcaster.domain.errors import BadPayload, BadSignature
+from broadcaster.domain.ports import Signal
 
 HEADER = "x-hub-signature-256"
 
@@ -64,6 +64,9 @@ class FacebookHooks:
                     if signal is not None:
                         signals.append(signal)
         return signals
+
+    def challenge(self, query: Mapping[str, str], verify_token: str) -> str | None:
+        return challenge(query, verify_token)
 
 
 def _feed(page: str, value: dict[str, Any]) -> Signal | None:

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from adapters.hooks.common import epoch, header, ident, json_object, obj, text
-from broadcaster.errors import BadPayload, BadSignature
-from broadcaster.ports import Signal
+from broadcaster.domain.errors import BadPayload, BadSignature
+from broadcaster.domain.ports import Signal
 
 HEADER = "x-telegram-bot-api-secret-token"
 GONE = {"left", "kicked"}
@@ -47,6 +47,9 @@ class TelegramHooks:
         if "my_chat_member" in update:
             return _membership(obj(update["my_chat_member"]))
         return []
+
+    def challenge(self, query: Mapping[str, str], verify_token: str) -> str | None:
+        return None  # no subscription handshake on this platform
 
 
 def _message(message: dict[str, Any]) -> list[Signal]:

@@ -13,8 +13,8 @@ from typing import Any
 
 from adapters import signing
 from adapters.hooks.common import epoch, ident, json_object, obj, text
-from broadcaster.errors import BadPayload, BadSignature
-from broadcaster.ports import Signal
+from broadcaster.domain.errors import BadPayload, BadSignature
+from broadcaster.domain.ports import Signal
 
 
 def _at(value: object) -> datetime | None:
@@ -94,6 +94,9 @@ class WebhookHooks:
                 [Signal("bot_removed", chat_id=target, text=text(data.get("reason"), 200))] if target else []
             )
         return []
+
+    def challenge(self, query: Mapping[str, str], verify_token: str) -> str | None:
+        return None  # no subscription handshake on this platform
 
 
 CODEC = WebhookHooks()

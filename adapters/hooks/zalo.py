@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from adapters.hooks.common import epoch, header, ident, json_object, obj, text
-from broadcaster.errors import BadPayload, BadSignature
-from broadcaster.ports import Signal
+from broadcaster.domain.errors import BadPayload, BadSignature
+from broadcaster.domain.ports import Signal
 
 HEADER = "x-zevent-signature"
 
@@ -80,6 +80,9 @@ class ZaloHooks:
             group = ident(obj(event.get("group")).get("id")) or ident(event.get("group_id"))
             return [Signal("bot_removed", chat_id=group, at=at)] if group else []
         return []
+
+    def challenge(self, query: Mapping[str, str], verify_token: str) -> str | None:
+        return None  # no subscription handshake on this platform
 
 
 CODEC = ZaloHooks()

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters import signing
+from adapters.sandbox import signer
 from adapters.sandbox.common import Emitter, FaultConfig, Faults, SlidingWindow, fault_middleware
 
 MAX_BODY = 64 * 1024
@@ -79,8 +79,8 @@ async def _verified(request: web.Request) -> tuple[str, dict[str, Any]] | web.Re
     if len(raw) > MAX_BODY:
         return _error(413, "payload_too_large", f"body over {MAX_BODY} bytes")
     try:
-        event_id = signing.verify(state.secret, dict(request.headers), raw)
-    except signing.SignatureError as exc:
+        event_id = signer.check(state.secret, request.headers, raw)
+    except signer.BadSignature as exc:
         return _error(401, "bad_signature", str(exc))
     try:
         event = json.loads(raw)
@@ -153,7 +153,7 @@ async def _emit(state: GatewayState, event: dict[str, Any]) -> None:
     """Deliver an inbound event signed with the gateway's own secret, retrying (time-compressed)."""
     body = json.dumps(event, ensure_ascii=False).encode()
     msg_id = f"evt_{next(state.ids)}"  # the same id on every retry
-    headers = {"Content-Type": "application/json", **signing.headers(state.inbound_secret, msg_id, body)}
+    headers = {"Content-Type": "application/json", **signer.sign_headers(state.inbound_secret, msg_id, body)}
     await state.emitter.post(
         state.inbound_url,
         body,

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 import click
 
-from broadcaster.bootstrap import App
-from broadcaster.settings import Settings
-from broadcaster.users import get_actor
+from broadcaster.directory.users import get_actor
+from broadcaster.domain.settings import Settings
+from broadcaster.storage.app import App
 
 T = TypeVar("T")
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import click
 
-from broadcaster import users
-from broadcaster.bootstrap import App
 from broadcaster.cli.base import emit, run, table
-from broadcaster.errors import InputError
-from broadcaster.timeutil import parse_time
+from broadcaster.directory import users
+from broadcaster.domain.errors import InputError
+from broadcaster.domain.timeutil import parse_time
+from broadcaster.storage.app import App
 
 
 def register(cli: click.Group) -> None:

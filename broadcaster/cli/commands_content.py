@@ -7,12 +7,13 @@ from typing import Any
 
 import click
 
-from broadcaster import planning, users
-from broadcaster.bootstrap import App
 from broadcaster.cli.base import emit, run, table
-from broadcaster.errors import InputError
-from broadcaster.timeutil import parse_time
-from content import workflow
+from broadcaster.directory import users
+from broadcaster.dispatch import planning
+from broadcaster.domain.errors import InputError
+from broadcaster.domain.timeutil import parse_time
+from broadcaster.editorial import workflow
+from broadcaster.storage.app import App
 
 READABLE = click.Path(path_type=Path, dir_okay=False, exists=False)
 

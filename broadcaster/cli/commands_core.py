@@ -6,15 +6,16 @@ from pathlib import Path
 
 import click
 
-from broadcaster import audit, users
-from broadcaster.bootstrap import App
+from broadcaster.bootstrap import initialise
 from broadcaster.cli.base import emit, run, state, table
-from broadcaster.db import describe_url
-from broadcaster.tiers import tiers_as_of
-from broadcaster.timeutil import parse_date, today
-from broadcaster.unit_aliases import import_aliases
-from broadcaster.unit_import import import_units
-from broadcaster.unit_tree import load_tree
+from broadcaster.directory import audit, users
+from broadcaster.domain.timeutil import parse_date, today
+from broadcaster.storage.app import App
+from broadcaster.storage.db import describe_url
+from broadcaster.units.aliases import import_aliases
+from broadcaster.units.importer import import_units
+from broadcaster.units.tiers import tiers_as_of
+from broadcaster.units.tree import load_tree
 
 FILE = click.Path(path_type=Path, dir_okay=False)
 
@@ -34,7 +35,7 @@ def init(ctx: click.Context) -> None:
     settings = state(ctx).settings
 
     async def work(_: App) -> tuple[str | None, str | None]:
-        app, before, after = await App.initialise(settings)
+        app, before, after = await initialise(settings)
         await app.close()
         return before, after
 

@@ -8,9 +8,11 @@ from typing import Any
 
 import click
 
-from broadcaster import dispatch_control, users
-from broadcaster.bootstrap import App, make_dispatcher, tune_gc
+from broadcaster.bootstrap import make_dispatcher, tune_gc
 from broadcaster.cli.base import emit, run, state
+from broadcaster.directory import users
+from broadcaster.dispatch import control as dispatch_control
+from broadcaster.storage.app import App
 
 BAR = 30
 
@@ -50,7 +52,7 @@ def worker(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await campaigns.run_due(app)  # occurrences that came while no worker ran
-        from broadcaster.upkeep import upkeep_loop
+        from broadcaster.runtime.upkeep import upkeep_loop
 
         scheduler = asyncio.create_task(campaigns.loop(app, stop))
         upkeep = None if until_idle else asyncio.create_task(upkeep_loop(app, stop, dispatcher))
@@ -163,8 +165,8 @@ def _control(name: str, doc: str) -> click.Command:
 def recall(ctx: click.Context, dispatch_id: int) -> None:
     """Take a dispatch back: skip what is not sent, delete where the platform can, ask relay admins to
     remove it, and say where it could not be deleted."""
-    from broadcaster import recall as recalling
     from broadcaster.bootstrap import sender_factories
+    from broadcaster.dispatch import recall as recalling
 
     async def work(app: App) -> dict[str, Any]:
         async with app.transaction() as s:
@@ -193,8 +195,8 @@ def recall(ctx: click.Context, dispatch_id: int) -> None:
 def correct(ctx: click.Context, dispatch_id: int) -> None:
     """Replace a sent post with the content's newer approved revision: edit where the platform can,
     else post a correction naming the original; relay admins get the new text."""
-    from broadcaster import correction
     from broadcaster.bootstrap import sender_factories
+    from broadcaster.dispatch import correction
     from content.render import render_revision
 
     async def work(app: App) -> dict[str, Any]:

@@ -13,10 +13,14 @@ from typing import Any
 
 import click
 
-from broadcaster import engagement, privacy, reports, users
-from broadcaster.bootstrap import App, make_dispatcher, make_web_app, tune_gc
+from broadcaster.bootstrap import make_dispatcher, make_web_app, tune_gc
 from broadcaster.cli.base import emit, run, state, table, to_json
-from broadcaster.timeutil import parse_time, today
+from broadcaster.directory import users
+from broadcaster.domain.timeutil import parse_time, today
+from broadcaster.inbound import privacy
+from broadcaster.reports import engagement
+from broadcaster.reports import monthly as reports
+from broadcaster.storage.app import App
 
 REPORT_COLUMNS = [
     "groups",
@@ -70,7 +74,7 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool, concurrency
         click.echo(f"cns serve listening on {bound}" + ("" if no_worker else " (with the worker)"), err=True)
         tasks: list[asyncio.Task[Any]] = []
         if not no_worker:
-            from broadcaster.upkeep import upkeep_loop
+            from broadcaster.runtime.upkeep import upkeep_loop
             from scheduler import campaigns
 
             dispatcher = make_dispatcher(app, concurrency=concurrency)
@@ -173,7 +177,7 @@ def report_monthly(
     if state(ctx).json:
         fmt = "json"
     if fmt == "xlsx":
-        from broadcaster.report_xlsx import write_xlsx
+        from broadcaster.reports.xlsx import write_xlsx
 
         if output is None:
             raise click.UsageError("--format xlsx needs -o FILE")
@@ -203,7 +207,7 @@ def report_post(ctx: click.Context, month: str, unit_code: str | None, dry_run: 
     """Post the month's summary to the steering groups (communes, districts, province; never villages or
     public Pages). Each group gets it once: run again to retry only the failed ones. `cns worker` does this
     on the 1st when CNS_REPORT_POST_HOUR is set."""
-    from broadcaster.report_post import post_monthly, steering_posts
+    from broadcaster.reports.post import post_monthly, steering_posts
 
     async def work(app: App) -> Any:
         async with app.sessions() as s:
@@ -334,7 +338,7 @@ def privacy_delete(ctx: click.Context, platform: str, user_id: str) -> None:
     """Erase one person's interactions and raw payloads (audited, without the id)."""
 
     async def work(app: App) -> dict[str, Any]:
-        from broadcaster import audit
+        from broadcaster.directory import audit
 
         async with app.transaction() as s:
             actor = await _admin(ctx, s)

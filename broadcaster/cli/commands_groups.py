@@ -7,12 +7,13 @@ from typing import Any
 
 import click
 
-from broadcaster import accounts, groups, suggestions, users
-from broadcaster.bootstrap import App, register_webhook
+from broadcaster.bootstrap import register_webhook
 from broadcaster.cli.base import emit, run, table
-from broadcaster.errors import InputError
-from broadcaster.group_check import check_groups
-from broadcaster.timeutil import parse_date, today
+from broadcaster.directory import accounts, groups, suggestions, users
+from broadcaster.directory.group_check import check_groups
+from broadcaster.domain.errors import InputError
+from broadcaster.domain.timeutil import parse_date, today
+from broadcaster.storage.app import App
 
 FILE = click.Path(path_type=Path, dir_okay=False)
 

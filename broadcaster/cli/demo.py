@@ -31,25 +31,23 @@ from adapters.sandbox import telegram as tg_box
 from adapters.sandbox import webhook_gateway as wh_box
 from adapters.sandbox import zalo as zalo_box
 from adapters.sandbox.run import DEMO_PAGE, SandboxConfig, Sandboxes
-from broadcaster import accounts, dispatch_control, groups, planning, reports, users
-from broadcaster.bootstrap import (
-    App,
-    confirmation_token,
-    link_tracker,
-    make_dispatcher,
-    make_web_app,
-    register_webhook,
-)
-from broadcaster.group_check import check_groups
-from broadcaster.models import ChatGroup, Delivery, InboundEvent, pk
-from broadcaster.ports import OAuthTokens
-from broadcaster.settings import Settings
-from broadcaster.timeutil import today
-from broadcaster.token_store import FileTokenStore
-from broadcaster.unit_aliases import import_aliases
-from broadcaster.unit_import import import_units
-from broadcaster.unit_tree import load_tree
-from content import workflow
+from broadcaster.bootstrap import initialise, make_dispatcher, make_web_app, register_webhook
+from broadcaster.directory import accounts, groups, users
+from broadcaster.directory.group_check import check_groups
+from broadcaster.dispatch import control as dispatch_control
+from broadcaster.dispatch import planning
+from broadcaster.domain.models import ChatGroup, Delivery, InboundEvent, pk
+from broadcaster.domain.ports import OAuthTokens
+from broadcaster.domain.settings import Settings
+from broadcaster.domain.timeutil import today
+from broadcaster.editorial import workflow
+from broadcaster.inbound.links import confirmation_token, link_tracker
+from broadcaster.reports import monthly as reports
+from broadcaster.storage.app import App
+from broadcaster.storage.token_store import FileTokenStore
+from broadcaster.units.aliases import import_aliases
+from broadcaster.units.importer import import_units
+from broadcaster.units.tree import load_tree
 
 REFORM = date(2025, 7, 1)
 VILLAGES_PER_COMMUNE = (3, 4, 5)
@@ -131,7 +129,7 @@ async def _run(workdir: Path, boxes: Sandboxes, base: str) -> dict[str, Any]:  #
     await FileTokenStore(settings.token_dir / "zalo-zalo-oa-laichau.json").save(
         OAuthTokens(creds["zalo"]["access_token"], creds["zalo"]["refresh_token"], time.time() + 90_000)
     )
-    app, _, schema = await App.initialise(settings)
+    app, _, schema = await initialise(settings)
     day = today()
     runner = web.AppRunner(make_web_app(app), access_log=None)
     await runner.setup()
@@ -390,7 +388,7 @@ def _demo_groups(tree: Any) -> list[list[str]]:
 async def _count_members(app: App) -> int:
     """What cns worker/serve do every CNS_REACH_INTERVAL_HOURS: each direct group's member count, read
     through the dispatcher's rate limits (relay groups are not ours to count: they stay unknown)."""
-    from broadcaster.upkeep import poll_members
+    from broadcaster.runtime.upkeep import poll_members
 
     dispatcher = make_dispatcher(app)
     try:

@@ -21,9 +21,9 @@ from broadcaster.cli import (
     commands_sandbox,
 )
 from broadcaster.cli.base import CliState, fail
-from broadcaster.errors import CnsError
-from broadcaster.secrets import redact_text
-from broadcaster.settings import Settings
+from broadcaster.domain.errors import CnsError
+from broadcaster.domain.secrets import redact_text
+from broadcaster.domain.settings import Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -12,12 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from broadcaster import dispatch_control, engagement, reports
-from broadcaster.errors import CnsError, InputError, NotFound, PermissionDenied
-from broadcaster.models import Delivery, InboundEvent
-from broadcaster.suggestions import STATUSES, list_suggestions
-from broadcaster.timeutil import parse_time, today
-from broadcaster.users import Actor, Permission, actor_for_token
+from broadcaster.directory.suggestions import STATUSES, list_suggestions
+from broadcaster.directory.users import Actor, Permission, actor_for_token
+from broadcaster.dispatch import control as dispatch_control
+from broadcaster.domain.errors import CnsError, InputError, NotFound, PermissionDenied
+from broadcaster.domain.models import Delivery, InboundEvent
+from broadcaster.domain.timeutil import parse_time, today
+from broadcaster.reports import engagement
+from broadcaster.reports import monthly as reports
 from broadcaster.web.state import STATE
 
 STATUS = {NotFound: 404, PermissionDenied: 403, InputError: 400}
@@ -78,14 +80,14 @@ def _int(request: web.Request, name: str, *, query: bool = True) -> int | None:
 
 
 async def content_list(request: web.Request) -> web.Response:
-    from content import workflow
+    from broadcaster.editorial import workflow
 
     status = request.query.get("status")
     return await _call(request, lambda s, a: workflow.list_items(s, status))
 
 
 async def content_show(request: web.Request) -> web.Response:
-    from content import workflow
+    from broadcaster.editorial import workflow
 
     async def work(s: AsyncSession, actor: Actor) -> Any:
         return await workflow.show(s, _int(request, "id", query=False) or 0)

@@ -14,7 +14,7 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from broadcaster.errors import HookRejected
+from broadcaster.domain.errors import HookRejected
 from broadcaster.web.state import STATE, WebState
 
 log = logging.getLogger(__name__)
@@ -70,13 +70,11 @@ async def receive(request: web.Request) -> web.Response:
 
 async def facebook_challenge(request: web.Request) -> web.Response:
     """Meta's subscription handshake: echo ``hub.challenge`` when ``hub.verify_token`` matches."""
-    from adapters.hooks.facebook import challenge
-
     state = request.app[STATE]
     account = await state.hook_account(request.match_info["account"])
     if account is None or account.platform != "facebook":
         return _answer(state, "facebook", 404, "unknown account")
-    value = challenge(dict(request.query), account.verify_token)
+    value = state.codecs["facebook"].challenge(dict(request.query), account.verify_token)
     if value is None:
         return _answer(state, "facebook", 403, "verify token does not match")
     state.count("hook", "facebook", "challenge")

@@ -7,10 +7,10 @@ import re
 
 from aiohttp import web
 
-from broadcaster import links
-from broadcaster.bootstrap import confirmation_token
-from broadcaster.models import Attachment
-from broadcaster.privacy import pseudonym
+from broadcaster.domain.models import Attachment
+from broadcaster.inbound import links
+from broadcaster.inbound.links import confirmation_token
+from broadcaster.inbound.privacy import pseudonym
 from broadcaster.web.state import STATE
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")

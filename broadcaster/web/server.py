@@ -13,11 +13,11 @@ from aiohttp import web
 from sqlalchemy import func, select, text
 from sqlmodel import col
 
-from broadcaster.bootstrap import App
-from broadcaster.inbound import CHUNK, EventStore, process_pending
-from broadcaster.models import ContentRevision, Delivery, InboundEvent
-from broadcaster.ports import HookCodec
-from broadcaster.privacy import purge_raw
+from broadcaster.domain.models import ContentRevision, Delivery, InboundEvent
+from broadcaster.domain.ports import HookCodec
+from broadcaster.inbound.privacy import purge_raw
+from broadcaster.inbound.processing import CHUNK, EventStore, process_pending
+from broadcaster.storage.app import App
 from broadcaster.web import api, hooks, pages
 from broadcaster.web.state import STATE, WebState
 

@@ -13,12 +13,12 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlmodel import col
 
-from broadcaster.bootstrap import App
-from broadcaster.errors import CnsError
-from broadcaster.inbound import EventStore
-from broadcaster.models import Account, ContentRevision, pk
-from broadcaster.ports import HookCodec
-from broadcaster.secrets import resolve
+from broadcaster.domain.errors import CnsError
+from broadcaster.domain.models import Account, ContentRevision, pk
+from broadcaster.domain.ports import HookCodec
+from broadcaster.domain.secrets import resolve
+from broadcaster.inbound.processing import EventStore
+from broadcaster.storage.app import App
 
 ACCOUNT_TTL = 30.0  # seconds an account's secrets stay cached (a rotated secret is picked up after this)
 

@@ -15,9 +15,9 @@ from adapters.facebook import FacebookSender, business_wait, translate
 from adapters.http import Reply
 from adapters.sandbox.common import FaultConfig, Running
 from adapters.sandbox.facebook import STATE, create_app
-from broadcaster.errors import AuthFailed, PermanentError, RateLimited, TargetGone, TransientError
-from broadcaster.ports import Media, Target
-from broadcaster.secrets import Secret
+from broadcaster.domain.errors import AuthFailed, PermanentError, RateLimited, TargetGone, TransientError
+from broadcaster.domain.ports import Media, Target
+from broadcaster.domain.secrets import Secret
 from content.render import render
 
 PAGE = Target("facebook", "104857600123456", "Sở KH&CN Lai Châu")

@@ -9,9 +9,9 @@ from adapters.relay import RelaySender
 from adapters.sandbox.common import Running
 from adapters.sandbox.telegram import STATE, Chat, create_app
 from adapters.telegram import TelegramSender
-from broadcaster.errors import PermanentError, RateLimited, TargetGone
-from broadcaster.ports import Admin, Sender, Target
-from broadcaster.secrets import Secret
+from broadcaster.domain.errors import PermanentError, RateLimited, TargetGone
+from broadcaster.domain.ports import Admin, Sender, Target
+from broadcaster.domain.secrets import Secret
 from content.render import render
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawQ"
@@ -124,9 +124,9 @@ async def test_malformed_answers_are_transient_for_every_adapter(tmp_path: objec
     from adapters.sandbox.common import FaultConfig
     from adapters.webhook import WebhookSender
     from adapters.zalo import ZaloSender
-    from broadcaster.errors import TransientError
-    from broadcaster.ports import OAuthTokens
-    from broadcaster.token_store import FileTokenStore
+    from broadcaster.domain.errors import TransientError
+    from broadcaster.domain.ports import OAuthTokens
+    from broadcaster.storage.token_store import FileTokenStore
 
     malformed = FaultConfig(malformed_rate=1.0)
     secret = "whsec_" + base64.b64encode(b"x" * 32).decode()

@@ -22,7 +22,7 @@ from telegram.error import (
 from adapters.sandbox.common import FaultConfig, Running
 from adapters.sandbox.telegram import STATE, Chat, Limits, Members, create_app
 from adapters.telegram import TelegramSender, translate
-from broadcaster.errors import (
+from broadcaster.domain.errors import (
     AuthFailed,
     PermanentError,
     RateLimited,
@@ -30,8 +30,8 @@ from broadcaster.errors import (
     TargetMigrated,
     TransientError,
 )
-from broadcaster.ports import Media, RenderedMessage, Sender, Target
-from broadcaster.secrets import Secret
+from broadcaster.domain.ports import Media, RenderedMessage, Sender, Target
+from broadcaster.domain.secrets import Secret
 from content.render import render
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawQ"

@@ -16,15 +16,15 @@ from adapters.http import Reply
 from adapters.sandbox.common import FaultConfig, Running, SlidingWindow
 from adapters.sandbox.webhook_gateway import STATE, GatewayTarget, create_app
 from adapters.webhook import WebhookSender, translate
-from broadcaster.errors import (
+from broadcaster.domain.errors import (
     AuthFailed,
     PermanentError,
     RateLimited,
     TargetGone,
     TransientError,
 )
-from broadcaster.ports import Media, Sender, Target
-from broadcaster.secrets import Secret
+from broadcaster.domain.ports import Media, Sender, Target
+from broadcaster.domain.secrets import Secret
 from content.render import render
 
 SECRET = "whsec_" + base64.b64encode(b"sandbox-secret-32-bytes-long!!!!").decode()

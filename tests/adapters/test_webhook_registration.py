@@ -11,9 +11,10 @@ import pytest
 
 from adapters.sandbox import telegram as tg_box
 from adapters.sandbox.run import SandboxConfig, Sandboxes
-from broadcaster import accounts
-from broadcaster.bootstrap import TELEGRAM_UPDATES, App, register_webhook
-from broadcaster.errors import ConfigError
+from broadcaster.bootstrap import TELEGRAM_UPDATES, register_webhook
+from broadcaster.directory import accounts
+from broadcaster.domain.errors import ConfigError
+from broadcaster.storage.app import App
 from tests.helpers import actor, cns_argv, seed_lai_chau
 
 PUBLIC = "https://cns.laichau.example"

@@ -14,10 +14,10 @@ from adapters.http import Reply
 from adapters.sandbox.common import FaultConfig, Running
 from adapters.sandbox.zalo import STATE, ZaloGroup, create_app
 from adapters.zalo import ZaloSender, translate
-from broadcaster.errors import AuthFailed, PermanentError, RateLimited, TargetGone, TransientError
-from broadcaster.ports import Media, OAuthTokens, RenderedMessage, Target
-from broadcaster.secrets import Secret
-from broadcaster.token_store import FileTokenStore
+from broadcaster.domain.errors import AuthFailed, PermanentError, RateLimited, TargetGone, TransientError
+from broadcaster.domain.ports import Media, OAuthTokens, RenderedMessage, Target
+from broadcaster.domain.secrets import Secret
+from broadcaster.storage.token_store import FileTokenStore
 from content.render import render
 
 GROUP = Target("zalo", "f414c8f76fa586fbdfb4", "CNS_Xã Mù Cả")

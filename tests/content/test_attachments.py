@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from broadcaster.bootstrap import App
-from broadcaster.errors import InputError
-from broadcaster.models import Attachment
-from content.attachments import sniff, store
+from broadcaster.domain.errors import InputError
+from broadcaster.domain.models import Attachment
+from broadcaster.editorial.attachments import store
+from broadcaster.storage.app import App
+from content.attachments import sniff
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 PDF = b"%PDF-1.7\n" + b"x" * 64

@@ -7,8 +7,8 @@ import unicodedata
 
 import pytest
 
-from broadcaster.errors import InputError
-from broadcaster.ports import Media
+from broadcaster.domain.errors import InputError
+from broadcaster.domain.ports import Media
 from content.render import CAPTION_LIMIT, LIMITS, render, utf16_len
 
 VARS = {"unit_name": "Xã Mù Cả", "commune": "Xã Mù Cả", "district": "", "province": "Tỉnh Lai Châu"}

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from broadcaster.models import ContentRevision
-from broadcaster.ports import Media
+from broadcaster.domain.models import ContentRevision
+from broadcaster.domain.ports import Media
 from content.render import LIMITS, RenderCache, render_revision
 
 BODIES = [

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.bootstrap import App
-from broadcaster.errors import InputError, PermissionDenied, WorkflowError
-from content import workflow
+from broadcaster.domain.errors import InputError, PermissionDenied, WorkflowError
+from broadcaster.editorial import workflow
+from broadcaster.storage.app import App
 from tests.helpers import actor, add_users, seed_lai_chau
 
 BODY = "Hướng dẫn **nộp hồ sơ** cho {unit_name}: https://dichvucong.gov.vn"

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from broadcaster.bootstrap import App
-from broadcaster.errors import InputError, NotFound
-from broadcaster.models import Dispatch
-from broadcaster.sqltypes import utcnow
-from broadcaster.timeutil import LOCAL_TZ
+from broadcaster.domain.errors import InputError, NotFound
+from broadcaster.domain.models import Dispatch
+from broadcaster.domain.sqltypes import utcnow
+from broadcaster.domain.timeutil import LOCAL_TZ
+from broadcaster.storage.app import App
 from scheduler.campaigns import add_campaign, list_campaigns, run_due
 from tests.dispatch.test_dispatcher import _world
 from tests.helpers import actor

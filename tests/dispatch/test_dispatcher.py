@@ -12,10 +12,11 @@ from sqlalchemy import func, select, update
 
 from adapters.memory import MemorySender
 from adapters.relay import RelaySender
-from broadcaster import groups, planning
-from broadcaster.bootstrap import App
-from broadcaster.dispatcher import Dispatcher
-from broadcaster.errors import (
+from broadcaster.directory import groups
+from broadcaster.dispatch import planning
+from broadcaster.dispatch.dispatcher import Dispatcher
+from broadcaster.dispatch.retry import RetryPolicy
+from broadcaster.domain.errors import (
     AuthFailed,
     PermanentError,
     RateLimited,
@@ -23,10 +24,10 @@ from broadcaster.errors import (
     TargetMigrated,
     TransientError,
 )
-from broadcaster.models import Account, Alert, ChatGroup, Delivery, Dispatch
-from broadcaster.retry import RetryPolicy
-from broadcaster.sqltypes import utcnow
-from content import workflow
+from broadcaster.domain.models import Account, Alert, ChatGroup, Delivery, Dispatch
+from broadcaster.domain.sqltypes import utcnow
+from broadcaster.editorial import workflow
+from broadcaster.storage.app import App
 from content.render import render_revision
 from tests.helpers import TODAY, actor, add_accounts, add_users, seed_lai_chau, write
 
@@ -295,8 +296,8 @@ async def test_paused_or_cancelled_dispatch_is_not_sent(app: App, tmp_path: Path
 
 
 async def test_recall_deletes_marks_and_tells_admins(app: App, tmp_path: Path) -> None:
-    from broadcaster.errors import WorkflowError
-    from broadcaster.recall import recall
+    from broadcaster.dispatch.recall import recall
+    from broadcaster.domain.errors import WorkflowError
 
     dispatch_id = await _world(app, tmp_path)
     platforms = _memories()
@@ -321,8 +322,8 @@ async def test_recall_deletes_marks_and_tells_admins(app: App, tmp_path: Path) -
 
 
 async def test_correction_edits_where_possible_else_posts_a_correction(app: App, tmp_path: Path) -> None:
-    from broadcaster.correction import correct
-    from broadcaster.errors import WorkflowError
+    from broadcaster.dispatch.correction import correct
+    from broadcaster.domain.errors import WorkflowError
 
     dispatch_id = await _world(app, tmp_path)
     platforms = _memories()
@@ -354,8 +355,8 @@ async def test_correction_edits_where_possible_else_posts_a_correction(app: App,
 async def test_quiet_hours_hold_back_what_was_not_sent_in_time(app: App, tmp_path: Path) -> None:
     """A broadcast running late (or a retry) must not reach people at night: the dispatch's own quiet
     hours are checked at send time too, tier by tier, and held deliveries go at the end of them."""
-    from broadcaster.bootstrap import quiet_resume
-    from broadcaster.timeutil import LOCAL_TZ
+    from broadcaster.domain.timeutil import LOCAL_TZ
+    from scheduler.timing import quiet_resume
 
     dispatch_id = await _world(app, tmp_path)
     async with app.transaction() as s:
@@ -380,7 +381,7 @@ async def test_quiet_hours_hold_back_what_was_not_sent_in_time(app: App, tmp_pat
     assert held["commune"][:3] == ("queued", 0, morning.replace(hour=6, minute=0))
     assert held["village"][:3] == ("queued", 0, morning.replace(hour=7, minute=0))
     assert held["commune"][3] == f"quiet hours until 06:00 {morning:%d/%m}"
-    from broadcaster import dispatch_control
+    from broadcaster.dispatch import control as dispatch_control
 
     async with app.transaction() as s:
         shown = await dispatch_control.status(s, dispatch_id)
@@ -396,8 +397,8 @@ async def test_quiet_hours_hold_back_what_was_not_sent_in_time(app: App, tmp_pat
 
 
 async def test_recall_waits_out_429s_and_a_second_run_retries_what_failed(app: App, tmp_path: Path) -> None:
-    from broadcaster.errors import WorkflowError
-    from broadcaster.recall import recall
+    from broadcaster.dispatch.recall import recall
+    from broadcaster.domain.errors import WorkflowError
 
     dispatch_id = await _world(app, tmp_path)
     platforms = _memories()

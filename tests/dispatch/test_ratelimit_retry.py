@@ -6,7 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from broadcaster.errors import (
+from broadcaster.dispatch.ratelimit import PACED_BURST, Limits, LocalLimit, TokenBucket
+from broadcaster.dispatch.retry import RetryPolicy
+from broadcaster.domain.errors import (
     AuthFailed,
     PermanentError,
     RateLimited,
@@ -14,9 +16,7 @@ from broadcaster.errors import (
     TargetMigrated,
     TransientError,
 )
-from broadcaster.ratelimit import PACED_BURST, Limits, LocalLimit, TokenBucket
-from broadcaster.retry import RetryPolicy
-from broadcaster.sqltypes import utcnow
+from broadcaster.domain.sqltypes import utcnow
 
 
 class Clock:

@@ -15,12 +15,13 @@ from sqlmodel import col
 
 from adapters.sandbox import telegram as tg_box
 from adapters.sandbox.run import SandboxConfig, Sandboxes
-from broadcaster import accounts, groups
-from broadcaster.bootstrap import App, make_dispatcher
-from broadcaster.errors import PermissionDenied
-from broadcaster.models import Alert, ReportPost
-from broadcaster.report_post import due_month, post_monthly, steering_posts
-from broadcaster.reports import LOCAL
+from broadcaster.bootstrap import make_dispatcher
+from broadcaster.directory import accounts, groups
+from broadcaster.domain.errors import PermissionDenied
+from broadcaster.domain.models import Alert, ReportPost
+from broadcaster.reports.monthly import LOCAL
+from broadcaster.reports.post import due_month, post_monthly, steering_posts
+from broadcaster.storage.app import App
 from tests.helpers import TODAY, actor, add_users, cns_argv, seed_lai_chau
 
 PROVINCE, COMMUNE, VILLAGE, PAGE = "-1001200000012", "-1000000003451", "-1000000345101", "104857600000012"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from broadcaster.dispatcher import _Slots
+from broadcaster.dispatch.dispatcher import _Slots
 
 
 async def test_never_more_than_the_slots_and_first_come_first_served() -> None:

@@ -14,12 +14,14 @@ from sqlmodel import col
 
 from adapters.sandbox import telegram as tg_box
 from adapters.sandbox.run import SandboxConfig, Sandboxes
-from broadcaster import accounts, groups, planning
-from broadcaster.bootstrap import App, make_dispatcher
-from broadcaster.models import Alert, ChatGroup, Delivery, MemberSnapshot
-from broadcaster.sqltypes import utcnow
-from broadcaster.upkeep import follow_up_relays, poll_members
-from content import workflow
+from broadcaster.bootstrap import make_dispatcher
+from broadcaster.directory import accounts, groups
+from broadcaster.dispatch import planning
+from broadcaster.domain.models import Alert, ChatGroup, Delivery, MemberSnapshot
+from broadcaster.domain.sqltypes import utcnow
+from broadcaster.editorial import workflow
+from broadcaster.runtime.upkeep import follow_up_relays, poll_members
+from broadcaster.storage.app import App
 from tests.helpers import TODAY, actor, add_users, seed_lai_chau
 
 COMMUNE_GROUP, VILLAGE_GROUP, RELAY_GROUP = "-1000000003451", "-1000000345101", "relay-345102"

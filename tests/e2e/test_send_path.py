@@ -17,14 +17,16 @@ from adapters.sandbox import telegram as tg_box
 from adapters.sandbox import webhook_gateway as wh_box
 from adapters.sandbox import zalo as zalo_box
 from adapters.sandbox.run import DEMO_PAGE, SandboxConfig, Sandboxes
-from broadcaster import accounts, groups, planning
-from broadcaster.bootstrap import App, build_sender
-from broadcaster.models import Account, Attachment, ChatGroup, ContentRevision, Delivery, Dispatch
-from broadcaster.ports import OAuthTokens, Sender
-from broadcaster.targets import media_from, target_for
-from broadcaster.token_store import FileTokenStore
-from broadcaster.unit_tree import load_tree
-from content import workflow
+from broadcaster.bootstrap import build_sender
+from broadcaster.directory import accounts, groups
+from broadcaster.dispatch import planning
+from broadcaster.dispatch.targets import media_from, target_for
+from broadcaster.domain.models import Account, Attachment, ChatGroup, ContentRevision, Delivery, Dispatch
+from broadcaster.domain.ports import OAuthTokens, Sender
+from broadcaster.editorial import workflow
+from broadcaster.storage.app import App
+from broadcaster.storage.token_store import FileTokenStore
+from broadcaster.units.tree import load_tree
 from content.render import render_revision
 from tests.helpers import TODAY, actor, add_users, seed_lai_chau, write
 

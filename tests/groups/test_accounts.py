@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from broadcaster import accounts, audit
-from broadcaster.bootstrap import App
-from broadcaster.errors import ConfigError, InputError, PermissionDenied
-from broadcaster.models import Account
-from broadcaster.secrets import Secret, redact, resolve
+from broadcaster.directory import accounts, audit
+from broadcaster.domain.errors import ConfigError, InputError, PermissionDenied
+from broadcaster.domain.models import Account
+from broadcaster.domain.secrets import Secret, redact, resolve
+from broadcaster.storage.app import App
 from tests.helpers import actor, add_users, seed_lai_chau
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawQ"

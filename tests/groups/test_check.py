@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster import groups
-from broadcaster.bootstrap import App
-from broadcaster.errors import CsvError
-from broadcaster.group_check import check_groups
+from broadcaster.directory import groups
+from broadcaster.directory.group_check import check_groups
+from broadcaster.domain.errors import CsvError
+from broadcaster.storage.app import App
 from tests.helpers import actor, add_accounts, seed_lai_chau, write
 
 HEADER = "unit_code,account,external_id,title\n"
@@ -65,7 +65,7 @@ async def test_check_reports_every_kind_of_problem(app: App, tmp_path: Path) -> 
 
 async def test_name_variants_are_accepted_once_imported(app: App, tmp_path: Path) -> None:
     from broadcaster.cli.demo import data_file
-    from broadcaster.unit_aliases import import_aliases
+    from broadcaster.units.aliases import import_aliases
 
     await seed_lai_chau(app)
     await add_accounts(app)

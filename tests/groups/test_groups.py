@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from broadcaster import groups
-from broadcaster.bootstrap import App
-from broadcaster.errors import Conflict, CsvError, InputError, NotFound, PermissionDenied
-from broadcaster.models import AuditEntry, ChatGroup
+from broadcaster.directory import groups
+from broadcaster.domain.errors import Conflict, CsvError, InputError, NotFound, PermissionDenied
+from broadcaster.domain.models import AuditEntry, ChatGroup
+from broadcaster.storage.app import App
 from tests.helpers import TODAY, actor, add_accounts, add_users, seed_lai_chau, write
 
 HEADER = "unit_code,account,external_id,title,platform,mode,admins,status\n"

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from broadcaster import groups, planning
-from broadcaster.bootstrap import App
-from broadcaster.errors import InputError, NotFound, PermissionDenied, WorkflowError
-from broadcaster.models import ChatGroup, Delivery
-from broadcaster.sqltypes import utcnow
-from content import workflow
+from broadcaster.directory import groups
+from broadcaster.dispatch import planning
+from broadcaster.domain.errors import InputError, NotFound, PermissionDenied, WorkflowError
+from broadcaster.domain.models import ChatGroup, Delivery
+from broadcaster.domain.sqltypes import utcnow
+from broadcaster.editorial import workflow
+from broadcaster.storage.app import App
 from tests.helpers import TODAY, actor, add_accounts, add_users, seed_lai_chau, write
 
 GROUPS = """unit_code,account,external_id,title,mode,admins

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from broadcaster.bootstrap import App
-from broadcaster.db import async_url, create_engine, describe_url
-from broadcaster.errors import StorageError
-from broadcaster.settings import Settings
+from broadcaster.bootstrap import initialise
+from broadcaster.domain.errors import StorageError
+from broadcaster.domain.settings import Settings
+from broadcaster.storage.app import App
+from broadcaster.storage.db import async_url, create_engine, describe_url
 
 
 async def test_sqlite_pragmas(tmp_path: Path) -> None:
@@ -39,7 +40,7 @@ def test_urls_are_mapped_to_async_drivers() -> None:
 async def test_unreachable_postgres_is_a_clear_error() -> None:
     # Port 1 on loopback refuses connections at once.
     with pytest.raises(StorageError, match="cannot initialise the database"):
-        await App.initialise(Settings(database_url="postgresql://postgres@127.0.0.1:1/none"))
+        await initialise(Settings(database_url="postgresql://postgres@127.0.0.1:1/none"))
 
 
 async def test_sqlite_in_missing_folder_is_a_clear_error(tmp_path: Path) -> None:

@@ -9,13 +9,14 @@ from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-import broadcaster.models  # noqa: F401
-from broadcaster.bootstrap import App
-from broadcaster.db import create_engine
-from broadcaster.errors import StorageError
-from broadcaster.models import TierLevel, User
-from broadcaster.schema import current_revision, ensure_current, head_revision
-from broadcaster.settings import Settings
+import broadcaster.domain.models  # noqa: F401
+from broadcaster.bootstrap import initialise
+from broadcaster.domain.errors import StorageError
+from broadcaster.domain.models import TierLevel, User
+from broadcaster.domain.settings import Settings
+from broadcaster.storage.app import App
+from broadcaster.storage.db import create_engine
+from broadcaster.storage.schema import current_revision, ensure_current, head_revision
 
 
 def _diff(connection: Connection) -> list[object]:
@@ -41,13 +42,13 @@ async def test_a_model_change_without_migration_is_detected(app: App) -> None:
 
 
 async def test_init_twice_keeps_data(settings: Settings) -> None:
-    app, before, after = await App.initialise(settings)
+    app, before, after = await initialise(settings)
     assert before is None and after == head_revision()
     async with app.transaction() as s:
         s.add(User(name="keep.me", role="viewer"))
     await app.close()
 
-    app, before, after = await App.initialise(settings)
+    app, before, after = await initialise(settings)
     assert before == after == head_revision()
     async with app.transaction() as s:
         names = (await s.execute(select(User.name))).scalars().all()  # type: ignore[call-overload]
@@ -70,7 +71,7 @@ async def test_upgrade_from_the_first_revision_keeps_data(db_url: str) -> None:
     """A database created by an older release (schema 0001) is upgraded in place by `init`."""
     from alembic import command
 
-    from broadcaster.schema import alembic_config
+    from broadcaster.storage.schema import alembic_config
 
     engine = create_engine(db_url)
     try:
@@ -84,7 +85,7 @@ async def test_upgrade_from_the_first_revision_keeps_data(db_url: str) -> None:
             )
     finally:
         await engine.dispose()
-    app, before, after = await App.initialise(Settings(database_url=db_url))
+    app, before, after = await initialise(Settings(database_url=db_url))
     async with app.transaction() as s:
         names = (await s.execute(select(User.name))).scalars().all()  # type: ignore[call-overload]
     async with app.engine.connect() as conn:

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from broadcaster.bootstrap import App
 from broadcaster.cli.demo import data_file
-from broadcaster.errors import CsvError, InputError
-from broadcaster.models import Unit, UnitLink, UnitSuccession
-from broadcaster.unit_import import import_units
-from broadcaster.unit_tree import load_tree
+from broadcaster.domain.errors import CsvError, InputError
+from broadcaster.domain.models import Unit, UnitLink, UnitSuccession
+from broadcaster.storage.app import App
+from broadcaster.units.importer import import_units
+from broadcaster.units.tree import load_tree
 from tests.helpers import REFORM, seed_lai_chau, write
 
 HEADER = "code,name,type,level,parent_code\n"
@@ -71,7 +71,7 @@ async def test_reimport_is_idempotent(app: App) -> None:
 async def test_villages_follow_their_merged_commune(app: App, tmp_path: Path) -> None:
     """A village under a commune that merges moves to the successor commune without being re-imported."""
     async with app.transaction() as s:
-        from broadcaster import users
+        from broadcaster.directory import users
 
         await users.add_user(s, None, "admin", "admin", today=date(2026, 1, 1))
     async with app.transaction() as s:

@@ -6,7 +6,7 @@ import unicodedata
 
 import pytest
 
-from broadcaster.naming import expected_title, fold, name_key, parse_title
+from broadcaster.units.naming import expected_title, fold, name_key, parse_title
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from broadcaster.bootstrap import App
-from broadcaster.models import ChatGroup
-from broadcaster.targets import target_for, variables_for
-from broadcaster.unit_tree import load_tree
+from broadcaster.dispatch.targets import target_for, variables_for
+from broadcaster.domain.models import ChatGroup
+from broadcaster.storage.app import App
+from broadcaster.units.tree import load_tree
 from tests.helpers import seed_lai_chau
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from broadcaster import users
-from broadcaster.bootstrap import App
-from broadcaster.errors import Conflict, InputError, NotFound, PermissionDenied
-from broadcaster.models import AuditEntry
+from broadcaster.directory import users
+from broadcaster.domain.errors import Conflict, InputError, NotFound, PermissionDenied
+from broadcaster.domain.models import AuditEntry
+from broadcaster.storage.app import App
 from tests.helpers import TODAY, add_users, seed_lai_chau
 
 

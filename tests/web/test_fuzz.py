@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from adapters import signing
-from broadcaster.bootstrap import App
-from broadcaster.models import InboundEvent
+from broadcaster.domain.models import InboundEvent
+from broadcaster.storage.app import App
 from tests.web.world import ZALO_APP, build, client
 
 REQUESTS = 2400

@@ -13,9 +13,10 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from adapters import signing
-from broadcaster.bootstrap import App, hook_codecs
-from broadcaster.inbound import process_pending
-from broadcaster.models import Alert, ChatGroup, Delivery, GroupSuggestion, InboundEvent, Interaction
+from broadcaster.bootstrap import hook_codecs
+from broadcaster.domain.models import Alert, ChatGroup, Delivery, GroupSuggestion, InboundEvent, Interaction
+from broadcaster.inbound.processing import process_pending
+from broadcaster.storage.app import App
 from tests.web.world import PAGE, ZALO_APP, body, build, client
 
 

@@ -8,11 +8,15 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import col
 
-from broadcaster import engagement, privacy, reports, users
-from broadcaster.bootstrap import App, confirmation_token, link_tracker
-from broadcaster.errors import PermissionDenied
-from broadcaster.models import Delivery, Dispatch, Interaction
-from broadcaster.sqltypes import utcnow
+from broadcaster.directory import users
+from broadcaster.domain.errors import PermissionDenied
+from broadcaster.domain.models import Delivery, Dispatch, Interaction
+from broadcaster.domain.sqltypes import utcnow
+from broadcaster.inbound import privacy
+from broadcaster.inbound.links import confirmation_token, link_tracker
+from broadcaster.reports import engagement
+from broadcaster.reports import monthly as reports
+from broadcaster.storage.app import App
 from tests.helpers import TODAY, actor
 from tests.web.world import build, client
 

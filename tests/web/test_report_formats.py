@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import select, update
 from sqlmodel import col
 
-from broadcaster.bootstrap import App
-from broadcaster.models import Dispatch, InboundEvent, Interaction
-from broadcaster.privacy import purge_raw
-from broadcaster.reports import LOCAL
-from broadcaster.sqltypes import utcnow
+from broadcaster.domain.models import Dispatch, InboundEvent, Interaction
+from broadcaster.domain.sqltypes import utcnow
+from broadcaster.inbound.privacy import purge_raw
+from broadcaster.reports.monthly import LOCAL
+from broadcaster.storage.app import App
 from tests.web.world import build
 
 

@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy import select, update
 from sqlmodel import col
 
-from broadcaster import reports
-from broadcaster.bootstrap import App
-from broadcaster.group_events import mark_unreachable, set_status
-from broadcaster.models import ChatGroup, GroupStatusChange
-from broadcaster.reports import LOCAL
-from broadcaster.sqltypes import utcnow
+from broadcaster.directory.group_events import mark_unreachable, set_status
+from broadcaster.domain.models import ChatGroup, GroupStatusChange
+from broadcaster.domain.sqltypes import utcnow
+from broadcaster.reports import monthly as reports
+from broadcaster.reports.monthly import LOCAL
+from broadcaster.storage.app import App
 from tests.web.world import build
 
 

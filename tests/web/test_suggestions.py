@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import col
 
-from broadcaster.bootstrap import App, hook_codecs
-from broadcaster.inbound import process_pending
-from broadcaster.models import ChatGroup, GroupSuggestion
+from broadcaster.bootstrap import hook_codecs
+from broadcaster.domain.models import ChatGroup, GroupSuggestion
+from broadcaster.inbound.processing import process_pending
+from broadcaster.storage.app import App
 from tests.helpers import add_users, cns_argv
 from tests.web.world import World, body, build, client
 

@@ -14,11 +14,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select, update
 from sqlmodel import col
 
-from broadcaster import accounts, groups, planning
-from broadcaster.bootstrap import App, make_web_app
-from broadcaster.models import ChatGroup, Delivery
-from broadcaster.sqltypes import utcnow
-from content import workflow
+from broadcaster.bootstrap import make_web_app
+from broadcaster.directory import accounts, groups
+from broadcaster.dispatch import planning
+from broadcaster.domain.models import ChatGroup, Delivery
+from broadcaster.domain.sqltypes import utcnow
+from broadcaster.editorial import workflow
+from broadcaster.storage.app import App
 from tests.helpers import TODAY, actor, add_users, seed_lai_chau
 
 ZALO_APP = "4321"

@@ -1,0 +1,99 @@
+"""Platform accounts: one bot / OA / page / webhook endpoint each, with secret references only."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from broadcaster.directory import audit
+from broadcaster.directory.users import Actor, Permission
+from broadcaster.domain.errors import Conflict, InputError, NotFound
+from broadcaster.domain.models import Account
+from broadcaster.domain.secrets import contains_credential, is_available, looks_secret, parse_ref, redact
+
+PLATFORMS = ("telegram", "zalo", "facebook", "webhook")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_platform(platform: str) -> str:
+    value = platform.strip().lower()
+    if value not in PLATFORMS:
+        raise InputError(f"unknown platform {platform!r} (platforms: {', '.join(PLATFORMS)})")
+    return value
+
+
+def _check_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    clean: dict[str, Any] = {}
+    for key, value in settings.items():
+        if looks_secret(key) or (isinstance(value, str) and contains_credential(value)):
+            raise InputError(
+                f"setting {key!r} looks like a secret: put it in the environment or the secrets file "
+                "and reference it with --secret"
+            )
+        clean[key] = value
+    base_url = clean.get("base_url")
+    if base_url is not None:
+        parts = urlsplit(str(base_url))
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise InputError(f"base_url must be an http(s) URL, not {base_url!r}")
+        if parts.password:
+            raise InputError("base_url must not carry a password: reference a secret instead")
+    return clean
+
+
+def account_dict(account: Account, secrets_file: Path | None = None) -> dict[str, Any]:
+    refs = {"main": account.secret_ref} if account.secret_ref else {}
+    refs.update(account.settings.get("secrets", {}))
+    return {
+        "name": account.name,
+        "platform": account.platform,
+        "status": account.status,
+        "settings": redact({k: v for k, v in account.settings.items() if k != "secrets"}),
+        "secrets": {k: {"ref": ref, "available": is_available(ref, secrets_file)} for k, ref in refs.items()},
+    }
+
+
+async def add_account(
+    session: AsyncSession,
+    actor: Actor,
+    name: str,
+    platform: str,
+    *,
+    secret_ref: str | None,
+    extra_secrets: dict[str, str] | None = None,
+    settings: dict[str, Any] | None = None,
+) -> Account:
+    actor.require(Permission.MANAGE_ACCOUNTS)
+    if not _NAME.match(name):
+        raise InputError(f"invalid account name {name!r}: letters, digits, '.', '_' or '-'")
+    platform = check_platform(platform)
+    for ref in [secret_ref, *(extra_secrets or {}).values()]:
+        if ref is not None:
+            parse_ref(ref)
+    stored = _check_settings(dict(settings or {}))
+    if extra_secrets:
+        stored["secrets"] = dict(extra_secrets)
+    if (await session.execute(select(col(Account.id)).where(col(Account.name) == name))).first():
+        raise Conflict(f"account {name} already exists")
+    account = Account(name=name, platform=platform, settings=stored, secret_ref=secret_ref)
+    session.add(account)
+    await session.flush()
+    await audit.record(session, actor.name, "account.add", "account", name, after=account_dict(account))
+    return account
+
+
+async def get_account(session: AsyncSession, name: str) -> Account:
+    account = (await session.execute(select(Account).where(col(Account.name) == name))).scalar_one_or_none()
+    if account is None:
+        raise NotFound(f"unknown account {name!r}")
+    return account
+
+
+async def list_accounts(session: AsyncSession) -> list[Account]:
+    return list((await session.execute(select(Account).order_by(col(Account.name)))).scalars())

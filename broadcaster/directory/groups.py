@@ -1,0 +1,270 @@
+"""Groups: one chat group / page / endpoint of a unit on a platform, added one by one or from CSV.
+
+Group CSV columns (header row required; optional columns may be left out):
+
+    unit_code    official code of the unit on the import date (required)
+    account      name of the account that posts into the group (required)
+    external_id  the platform's id of the group/page/endpoint (required)
+    title        the group's title as shown on the platform (required)
+    platform     must equal the account's platform when given
+    mode         direct (default) or relay
+    admins       "Name=channel:address" entries separated by ";" (channel: telegram, zalo,
+                 facebook, webhook or phone), e.g. "Lò Văn Pọm=zalo:84912345678; Tao Thị Hoa=phone:0912345678"
+    status       active (default), unreachable, migrated or archived
+
+A row whose (account, external_id) already exists updates that group: re-importing a file is safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from broadcaster.directory import audit
+from broadcaster.directory.accounts import PLATFORMS, check_platform, get_account
+from broadcaster.directory.users import Actor, Permission
+from broadcaster.domain.errors import Conflict, CsvError, InputError, NotFound
+from broadcaster.domain.models import Account, ChatGroup, GroupStatusChange, Unit, pk
+from broadcaster.domain.sqltypes import utcnow
+from broadcaster.storage.csvio import nfc, read_csv
+from broadcaster.units.tree import UnitTree, load_tree
+
+MODES = ("direct", "relay")
+STATUSES = ("active", "unreachable", "migrated", "archived")
+ADMIN_CHANNELS = (*PLATFORMS, "phone")
+GROUP_COLUMNS = ("unit_code", "account", "external_id", "title")
+GROUP_OPTIONAL = ("platform", "mode", "admins", "status")
+
+
+def parse_admins(text: str) -> list[dict[str, str]]:
+    """Parse ``Name=channel:address; ...`` into ``[{"name", "channel", "address"}]``."""
+    admins: list[dict[str, str]] = []
+    for entry in (e.strip() for e in text.split(";")):
+        if not entry:
+            continue
+        name, sep, reach = entry.partition("=")
+        channel, sep2, address = reach.partition(":")
+        channel = channel.strip().lower()
+        if not sep or not sep2 or not name.strip() or not address.strip():
+            raise InputError(f"admin {entry!r} must look like 'Name=channel:address'")
+        if channel not in ADMIN_CHANNELS:
+            raise InputError(
+                f"admin {name.strip()!r}: unknown channel {channel!r} ({', '.join(ADMIN_CHANNELS)})"
+            )
+        admins.append({"name": nfc(name), "channel": channel, "address": address.strip()})
+    return admins
+
+
+def _validated(
+    tree: UnitTree,
+    account: Account,
+    unit_code: str,
+    platform: str | None,
+    external_id: str,
+    title: str,
+    mode: str,
+    admins: list[dict[str, str]],
+    status: str,
+) -> dict[str, Any]:
+    unit = tree.get(unit_code)
+    if platform and check_platform(platform) != account.platform:
+        raise InputError(f"account {account.name} is a {account.platform} account, not {platform}")
+    if not external_id or len(external_id) > 128:
+        raise InputError("external_id must have 1 to 128 characters")
+    if not title or len(title) > 255:
+        raise InputError("title must have 1 to 255 characters")
+    if mode not in MODES:
+        raise InputError(f"unknown mode {mode!r} (modes: {', '.join(MODES)})")
+    if status not in STATUSES:
+        raise InputError(f"unknown status {status!r} (statuses: {', '.join(STATUSES)})")
+    if mode == "relay" and not admins:
+        raise InputError("a relay group needs at least one admin to forward posts")
+    return {
+        "unit_id": unit.id,
+        "platform": account.platform,
+        "account_id": pk(account.id),
+        "external_id": external_id,
+        "title": title,
+        "mode": mode,
+        "admins": admins,
+        "status": status,
+    }
+
+
+def group_dict(group: ChatGroup, unit_code: str, account_name: str) -> dict[str, Any]:
+    return {
+        "id": group.id,
+        "unit": unit_code,
+        "platform": group.platform,
+        "account": account_name,
+        "external_id": group.external_id,
+        "title": group.title,
+        "mode": group.mode,
+        "admins": group.admins,
+        "status": group.status,
+    }
+
+
+async def add_group(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    unit_code: str,
+    account_name: str,
+    external_id: str,
+    title: str,
+    mode: str = "direct",
+    admins: str = "",
+    today: date,
+) -> ChatGroup:
+    actor.require(Permission.MANAGE_GROUPS)
+    tree = await load_tree(session, today)
+    account = await get_account(session, account_name)
+    values = _validated(
+        tree, account, unit_code, None, external_id.strip(), nfc(title), mode, parse_admins(admins), "active"
+    )
+    actor.require_within(tree, values["unit_id"], "add group")
+    exists = await session.execute(
+        select(col(ChatGroup.id)).where(
+            col(ChatGroup.account_id) == account.id, col(ChatGroup.external_id) == values["external_id"]
+        )
+    )
+    if exists.first() is not None:
+        raise Conflict(f"account {account_name} already has a group with external id {external_id}")
+    group = ChatGroup(**values)
+    session.add(group)
+    await session.flush()
+    await audit.record(
+        session, actor.name, "group.add", "group", group.id, after=group_dict(group, unit_code, account_name)
+    )
+    return group
+
+
+async def import_groups(session: AsyncSession, actor: Actor, path: Path, today: date) -> dict[str, int]:
+    """Validate the whole file, then insert new groups and update known ones; a bad row writes nothing."""
+    actor.require(Permission.MANAGE_GROUPS)
+    name = str(path)
+    records = read_csv(path, GROUP_COLUMNS, GROUP_OPTIONAL)
+    tree = await load_tree(session, today)
+    accounts = {a.name: a for a in (await session.execute(select(Account))).scalars()}
+    seen: dict[tuple[int, str], int] = {}
+    rows: list[dict[str, Any]] = []
+    for rec in records:
+        try:
+            account = accounts.get(rec["account"])
+            if account is None:
+                raise NotFound(f"unknown account {rec['account']!r}")
+            values = _validated(
+                tree,
+                account,
+                rec["unit_code"],
+                rec["platform"],
+                rec["external_id"],
+                rec["title"],
+                (rec["mode"] or "direct").lower(),
+                parse_admins(rec["admins"]),
+                (rec["status"] or "active").lower(),
+            )
+            actor.require_within(tree, values["unit_id"], "import group")
+        except (InputError, NotFound) as exc:
+            raise CsvError(name, str(exc), rec.line) from None
+        key = (values["account_id"], values["external_id"])
+        if key in seen:
+            raise CsvError(
+                name,
+                f"duplicate group {rec['account']}/{rec['external_id']} (first on line {seen[key]})",
+                rec.line,
+            )
+        seen[key] = rec.line
+        rows.append(values)
+    existing = await _existing_ids(session, list(seen))
+    fresh = [r for r in rows if (r["account_id"], r["external_id"]) not in existing]
+    if fresh:
+        await session.execute(insert(ChatGroup), fresh)
+    now = utcnow()
+    changed = 0
+    before = await _statuses(session, list(existing.values()))
+    moves = []
+    for row in rows:
+        group_id = existing.get((row["account_id"], row["external_id"]))
+        if group_id is not None:
+            if before.get(group_id, row["status"]) != row["status"]:
+                moves.append(
+                    {
+                        "group_id": group_id,
+                        "at": now,
+                        "previous": before[group_id],
+                        "status": row["status"],
+                        "reason": f"import {path.name}"[:200],
+                    }
+                )
+            result = await session.execute(
+                update(ChatGroup).where(col(ChatGroup.id) == group_id).values(**row, updated_at=now)
+            )
+            changed += result.rowcount  # type: ignore[attr-defined]
+    if moves:  # kept for the reports of past months
+        await session.execute(insert(GroupStatusChange), moves)
+    summary = {"rows": len(rows), "added": len(fresh), "updated": changed}
+    await audit.record(
+        session, actor.name, "group.import", "group", path.name, after={**summary, "file": name}
+    )
+    return summary
+
+
+async def _statuses(session: AsyncSession, ids: Sequence[int]) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for start in range(0, len(ids), 500):
+        rows = await session.execute(
+            select(col(ChatGroup.id), col(ChatGroup.status)).where(
+                col(ChatGroup.id).in_(ids[start : start + 500])
+            )
+        )
+        found.update((pk(i), str(st)) for i, st in rows.all())
+    return found
+
+
+async def _existing_ids(session: AsyncSession, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    found: dict[tuple[int, str], int] = {}
+    for account_id in {k[0] for k in keys}:
+        ids = [k[1] for k in keys if k[0] == account_id]
+        for start in range(0, len(ids), 500):
+            result = await session.execute(
+                select(col(ChatGroup.external_id), col(ChatGroup.id)).where(
+                    col(ChatGroup.account_id) == account_id,
+                    col(ChatGroup.external_id).in_(ids[start : start + 500]),
+                )
+            )
+            found.update({(account_id, ext): pk(gid) for ext, gid in result})
+    return found
+
+
+async def list_groups(
+    session: AsyncSession,
+    *,
+    today: date,
+    unit_code: str | None = None,
+    platform: str | None = None,
+    status: str | None = None,
+) -> list[dict[str, Any]]:
+    query = (
+        select(ChatGroup, col(Unit.code), col(Account.name))
+        .join(Unit, col(Unit.id) == col(ChatGroup.unit_id))
+        .join(Account, col(Account.id) == col(ChatGroup.account_id))
+        .order_by(col(ChatGroup.id))
+    )
+    if platform:
+        query = query.where(col(ChatGroup.platform) == check_platform(platform))
+    if status:
+        query = query.where(col(ChatGroup.status) == status)
+    rows = (await session.execute(query)).all()
+    if unit_code:
+        tree = await load_tree(session, today)
+        inside = {n.id for n in tree.subtree(tree.get(unit_code).id)}
+        rows = [r for r in rows if r[0].unit_id in inside]
+    return [group_dict(group, code, account) for group, code, account in rows]

@@ -1,0 +1,162 @@
+"""Recall: take a dispatch back everywhere it went.
+
+Pending deliveries are skipped (as cancel does). For each delivery already out: where the platform can
+delete (Telegram, Facebook, webhook bridges) its messages are deleted; relay groups' admins are told to
+remove the post; where the platform cannot delete (Zalo OA group messages) the delivery is still marked
+recalled, with a note saying it must be removed by hand. Each outcome is committed as it happens and
+the result says what happened where: a partial recall is reported, never hidden. Calls keep to the
+platforms' limits and wait out their 429s (``followup.Pacer``); a recall run again on a recalled
+dispatch tries only what failed before.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlmodel import col
+
+from broadcaster.directory import audit
+from broadcaster.directory.group_events import PENDING
+from broadcaster.directory.users import Actor
+from broadcaster.dispatch.control import _check_scope, _dispatch
+from broadcaster.dispatch.followup import Pacer, SenderPool, Tally
+from broadcaster.dispatch.targets import target_for
+from broadcaster.domain.errors import DeliveryError, NotSupported, WorkflowError
+from broadcaster.domain.models import Account, ChatGroup, Delivery, pk
+from broadcaster.domain.ports import Sender
+from broadcaster.domain.sqltypes import utcnow
+from broadcaster.storage.app import App
+from broadcaster.units.tree import load_tree
+
+OUT = ("sent", "awaiting_confirmation", "confirmed")
+
+
+@dataclass(slots=True)
+class RecallReport:
+    dispatch: int
+    skipped: int = 0
+    deleted: int = 0
+    admins_told: int = 0
+    not_deletable: int = 0
+    failed: int = 0
+    tally: Tally = field(default_factory=Tally)
+
+    @property
+    def by_platform(self) -> dict[str, Counter[str]]:
+        return self.tally.by_platform
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dispatch": self.dispatch,
+            "skipped": self.skipped,
+            "deleted": self.deleted,
+            "admins_told": self.admins_told,
+            "not_deletable": self.not_deletable,
+            "failed": self.failed,
+            **self.tally.to_dict(),
+        }
+
+
+async def recall(
+    app: App,
+    actor: Actor,
+    dispatch_id: int,
+    *,
+    senders: Callable[[Account], Sender],
+    relay: Callable[[Mapping[str, Sender]], Sender],
+) -> RecallReport:
+    report = RecallReport(dispatch_id)
+    async with app.transaction() as s:
+        dispatch = await _dispatch(s, dispatch_id)
+        await _check_scope(s, actor, dispatch, "recall")
+        again = dispatch.status == "recalled"
+        if not again:
+            before, dispatch.status = dispatch.status, "recalled"
+            now = utcnow()
+            result = await s.execute(
+                update(Delivery)
+                .where(col(Delivery.dispatch_id) == dispatch_id, col(Delivery.state).in_(PENDING))
+                .values(
+                    state="skipped", last_error=f"recalled by {actor.name} before sending", updated_at=now
+                )
+            )
+            report.skipped = int(result.rowcount)  # type: ignore[attr-defined]
+        rows = (
+            await s.execute(
+                select(Delivery, ChatGroup)
+                .join(ChatGroup, col(ChatGroup.id) == col(Delivery.group_id))
+                .where(col(Delivery.dispatch_id) == dispatch_id, col(Delivery.state).in_(OUT))
+            )
+        ).all()
+        if again and not rows:
+            raise WorkflowError(f"dispatch {dispatch_id} was already recalled; nothing is left to take back")
+        await audit.record(
+            s,
+            actor.name,
+            "dispatch.recall.retry" if again else "dispatch.recall",
+            "dispatch",
+            dispatch_id,
+            None if again else {"status": before},
+            {"status": "recalled", "deliveries": len(rows)},
+        )
+        accounts = {pk(a.id): a for a in (await s.execute(select(Account))).scalars()}
+        tree = await load_tree(s, dispatch.as_of)
+    pool, pacer = SenderPool(senders), Pacer()
+    try:
+        for delivery, group in rows:
+            account = accounts[group.account_id]
+            outcome, note = await _take_back(
+                delivery, group, account, accounts, tree, pool, relay, report, pacer
+            )
+            async with app.transaction() as s:
+                await s.execute(
+                    update(Delivery)
+                    .where(col(Delivery.id) == delivery.id)
+                    .values(
+                        state="recalled" if outcome != "failed" else delivery.state,
+                        last_error=note,
+                        updated_at=utcnow(),
+                    )
+                )
+    finally:
+        await pool.close()
+    return report
+
+
+async def _take_back(
+    delivery: Delivery,
+    group: ChatGroup,
+    account: Account,
+    accounts: Mapping[int, Account],
+    tree: Any,
+    pool: SenderPool,
+    relay: Callable[[Mapping[str, Sender]], Sender],
+    report: RecallReport,
+    pacer: Pacer,
+) -> tuple[str, str]:
+    target = target_for(group, tree)
+    ids = tuple(delivery.message_ids)
+    try:
+        if group.mode == "relay":
+            relayed = relay(pool.channels(accounts))
+            await pacer.call(account, pk(group.id), lambda: relayed.delete(target, ids))
+            report.admins_told += 1
+            report.tally.note(group.platform, "admins told")
+            return "told", "recalled: the relay admins were asked to remove the post"
+        sender = pool.get(account)
+        await pacer.call(account, pk(group.id), lambda: sender.delete(target, ids))
+        report.deleted += 1
+        report.tally.note(group.platform, "deleted")
+        return "deleted", "recalled: deleted on the platform"
+    except NotSupported as exc:
+        report.not_deletable += 1
+        report.tally.note(group.platform, "cannot delete")
+        return "marked", f"recalled, NOT deleted: {exc.reason}; remove it by hand"
+    except DeliveryError as exc:
+        report.failed += 1
+        report.tally.fail(group.platform, group.title, exc.reason)
+        return "failed", f"recall failed: {exc.reason}"

@@ -1,0 +1,1 @@
+"""The content workflow: immutable revisions, submission, four-eyes approval, attachments."""

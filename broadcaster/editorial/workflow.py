@@ -1,0 +1,428 @@
+"""Content items and their approval: draft -> submitted -> approved | rejected (reason) -> archived.
+
+Every edit adds an immutable revision whose SHA-256 covers title, body, category, links and attachment
+hashes. An approval pins one revision by that hash; an edit after approval returns the item to draft,
+so the new text needs its own approval. Nobody approves a revision they wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from broadcaster.directory import audit
+from broadcaster.directory.users import Actor, Permission
+from broadcaster.domain.errors import InputError, NotFound, PermissionDenied, WorkflowError
+from broadcaster.domain.models import Approval, ContentItem, ContentRevision, RevisionAttachment, User, pk
+from broadcaster.domain.sqltypes import utcnow
+from broadcaster.editorial import attachments
+from broadcaster.storage.csvio import nfc
+from broadcaster.units.naming import fold
+from content.markdown import URL_PATTERN, parse
+
+CATEGORIES = ("chính quyền số", "kinh tế số", "xã hội số", "giáo dục số")
+_CATEGORY_KEYS = {fold(c).replace(" ", "-"): c for c in CATEGORIES} | {fold(c): c for c in CATEGORIES}
+MAX_TITLE = 200
+MAX_BODY = 50_000
+# state -> action -> next state
+TRANSITIONS: dict[str, dict[str, str]] = {
+    "draft": {"submit": "submitted", "archive": "archived"},
+    "submitted": {"approve": "approved", "reject": "rejected", "archive": "archived"},
+    "approved": {"archive": "archived"},
+    "rejected": {"submit": "submitted", "archive": "archived"},
+    "archived": {},
+}
+
+
+def normalise_category(text: str) -> str:
+    """One of the four standard categories (matched loosely), or a custom one as written."""
+    value = nfc(text)
+    if not value:
+        raise InputError("empty category")
+    if len(value) > 64:
+        raise InputError("a category is at most 64 characters")
+    return _CATEGORY_KEYS.get(fold(value), value)
+
+
+def revision_hash(
+    title: str, body: str, category: str, links: Sequence[str], attachment_hashes: Sequence[str]
+) -> str:
+    canonical = json.dumps(
+        {
+            "title": title,
+            "body": body,
+            "category": category,
+            "links": list(links),
+            "attachments": list(attachment_hashes),
+        },
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _check_text(title: str, body: str, links: Sequence[str]) -> None:
+    if not title:
+        raise InputError("empty title")
+    if len(title) > MAX_TITLE:
+        raise InputError(f"a title is at most {MAX_TITLE} characters")
+    if not body.strip():
+        raise InputError("empty body")
+    if len(body) > MAX_BODY:
+        raise InputError(f"a body is at most {MAX_BODY:,} characters")
+    parse(body)
+    for link in links:
+        if not URL_PATTERN.fullmatch(link):
+            raise InputError(f"link {link!r} must be an http(s) URL")
+
+
+async def _add_revision(
+    session: AsyncSession,
+    actor: Actor,
+    item: ContentItem,
+    number: int,
+    title: str,
+    body: str,
+    category: str,
+    links: list[str],
+    files: Sequence[Path],
+    max_bytes: int,
+    keep: Sequence[str] = (),
+) -> ContentRevision:
+    stored = [await attachments.store(session, f, max_bytes) for f in files]
+    hashes = list(dict.fromkeys([*keep, *(a.sha256 for a in stored)]))
+    revision = ContentRevision(
+        content_id=pk(item.id),
+        number=number,
+        title=title,
+        body=body,
+        category=category,
+        links=links,
+        attachments=hashes,
+        sha256=revision_hash(title, body, category, links, hashes),
+        author_id=actor.id,
+    )
+    session.add(revision)
+    await session.flush()
+    if hashes:
+        await session.execute(
+            insert(RevisionAttachment),
+            [{"revision_id": revision.id, "sha256": h, "position": i} for i, h in enumerate(hashes)],
+        )
+    return revision
+
+
+async def create(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    title: str,
+    body: str,
+    category: str,
+    links: Sequence[str] = (),
+    files: Sequence[Path] = (),
+    max_bytes: int,
+) -> tuple[ContentItem, ContentRevision]:
+    actor.require(Permission.WRITE_CONTENT)
+    title, body, category = nfc(title), nfc(body), normalise_category(category)
+    links = [link.strip() for link in links]
+    _check_text(title, body, links)
+    item = ContentItem(author_id=actor.id)
+    session.add(item)
+    await session.flush()
+    revision = await _add_revision(session, actor, item, 1, title, body, category, links, files, max_bytes)
+    await audit.record(
+        session,
+        actor.name,
+        "content.new",
+        "content",
+        item.id,
+        after={"revision": 1, "sha256": revision.sha256, "title": title},
+    )
+    return item, revision
+
+
+async def get(session: AsyncSession, content_id: int) -> ContentItem:
+    item = await session.get(ContentItem, content_id)
+    if item is None:
+        raise NotFound(f"unknown content {content_id}")
+    return item
+
+
+async def latest_revision(session: AsyncSession, item: ContentItem) -> ContentRevision:
+    return (
+        await session.execute(
+            select(ContentRevision).where(
+                col(ContentRevision.content_id) == item.id,
+                col(ContentRevision.number) == item.latest_revision,
+            )
+        )
+    ).scalar_one()
+
+
+async def edit(
+    session: AsyncSession,
+    actor: Actor,
+    content_id: int,
+    *,
+    title: str | None = None,
+    body: str | None = None,
+    category: str | None = None,
+    links: Sequence[str] | None = None,
+    files: Sequence[Path] = (),
+    drop_attachments: bool = False,
+    max_bytes: int,
+) -> ContentRevision:
+    """Add a revision; an item that was submitted or approved goes back to draft."""
+    actor.require(Permission.WRITE_CONTENT)
+    item = await get(session, content_id)
+    if item.status == "archived":
+        raise WorkflowError(f"content {content_id} is archived")
+    current = await latest_revision(session, item)
+    new_title = nfc(title) if title is not None else current.title
+    new_body = nfc(body) if body is not None else current.body
+    new_category = normalise_category(category) if category is not None else current.category
+    new_links = [link.strip() for link in links] if links is not None else list(current.links)
+    _check_text(new_title, new_body, new_links)
+    keep = [] if drop_attachments else list(current.attachments)
+    revision = await _add_revision(
+        session,
+        actor,
+        item,
+        item.latest_revision + 1,
+        new_title,
+        new_body,
+        new_category,
+        new_links,
+        files,
+        max_bytes,
+        keep,
+    )
+    if revision.sha256 == current.sha256:
+        raise WorkflowError(f"content {content_id}: nothing changed")
+    before = {
+        "status": item.status,
+        "revision": item.latest_revision,
+        "approved_revision": item.approved_revision,
+    }
+    item.latest_revision = revision.number
+    item.status = "draft"
+    item.approved_revision = None
+    item.updated_at = utcnow()
+    await audit.record(
+        session,
+        actor.name,
+        "content.edit",
+        "content",
+        content_id,
+        before=before,
+        after={"status": "draft", "revision": revision.number, "sha256": revision.sha256},
+    )
+    return revision
+
+
+async def _transition(session: AsyncSession, actor: Actor, item: ContentItem, action: str) -> str:
+    allowed = TRANSITIONS[item.status]
+    if action not in allowed:
+        raise WorkflowError(
+            f"content {item.id} is {item.status}; it cannot be {action}ed here"
+            + (f" (possible: {', '.join(allowed)})" if allowed else "")
+        )
+    before = item.status
+    item.status = allowed[action]
+    item.updated_at = utcnow()
+    return before
+
+
+async def submit(session: AsyncSession, actor: Actor, content_id: int) -> ContentItem:
+    actor.require(Permission.WRITE_CONTENT)
+    item = await get(session, content_id)
+    before = await _transition(session, actor, item, "submit")
+    await audit.record(
+        session,
+        actor.name,
+        "content.submit",
+        "content",
+        content_id,
+        before={"status": before},
+        after={"status": item.status, "revision": item.latest_revision},
+    )
+    return item
+
+
+async def approve(
+    session: AsyncSession, actor: Actor, content_id: int, revision_number: int | None = None
+) -> Approval:
+    actor.require(Permission.APPROVE_CONTENT)
+    item = await get(session, content_id)
+    if revision_number is not None and revision_number != item.latest_revision:
+        raise WorkflowError(
+            f"content {content_id}: revision {revision_number} is not the latest ({item.latest_revision})"
+        )
+    revision = await latest_revision(session, item)
+    if revision.author_id == actor.id:
+        raise PermissionDenied(
+            f"user {actor.name} wrote revision {revision.number} of content {content_id} "
+            "and may not approve it"
+        )
+    recomputed = revision_hash(
+        revision.title, revision.body, revision.category, revision.links, revision.attachments
+    )
+    if recomputed != revision.sha256:
+        raise WorkflowError(f"content {content_id}: revision {revision.number} does not match its hash")
+    parse(revision.body)  # template variables and syntax are settled here, never at send time
+    before = await _transition(session, actor, item, "approve")
+    item.approved_revision = revision.number
+    approval = Approval(
+        content_id=content_id,
+        revision_id=pk(revision.id),
+        revision_sha256=revision.sha256,
+        decision="approved",
+        user_id=actor.id,
+    )
+    session.add(approval)
+    await session.flush()
+    await audit.record(
+        session,
+        actor.name,
+        "content.approve",
+        "content",
+        content_id,
+        before={"status": before},
+        after={"status": item.status, "revision": revision.number, "sha256": revision.sha256},
+    )
+    return approval
+
+
+async def reject(session: AsyncSession, actor: Actor, content_id: int, reason: str) -> Approval:
+    actor.require(Permission.APPROVE_CONTENT)
+    reason = nfc(reason)
+    if not reason:
+        raise InputError("a rejection needs a reason (--reason)")
+    item = await get(session, content_id)
+    revision = await latest_revision(session, item)
+    before = await _transition(session, actor, item, "reject")
+    decision = Approval(
+        content_id=content_id,
+        revision_id=pk(revision.id),
+        revision_sha256=revision.sha256,
+        decision="rejected",
+        reason=reason,
+        user_id=actor.id,
+    )
+    session.add(decision)
+    await session.flush()
+    await audit.record(
+        session,
+        actor.name,
+        "content.reject",
+        "content",
+        content_id,
+        before={"status": before},
+        after={"status": item.status, "revision": revision.number, "reason": reason},
+    )
+    return decision
+
+
+async def archive(session: AsyncSession, actor: Actor, content_id: int) -> ContentItem:
+    actor.require(Permission.WRITE_CONTENT)
+    item = await get(session, content_id)
+    before = await _transition(session, actor, item, "archive")
+    await audit.record(
+        session,
+        actor.name,
+        "content.archive",
+        "content",
+        content_id,
+        before={"status": before},
+        after={"status": item.status},
+    )
+    return item
+
+
+async def show(session: AsyncSession, content_id: int) -> dict[str, Any]:
+    item = await get(session, content_id)
+    names = dict((await session.execute(select(col(User.id), col(User.name)))).all())
+    revisions = (
+        await session.execute(
+            select(ContentRevision)
+            .where(col(ContentRevision.content_id) == content_id)
+            .order_by(col(ContentRevision.number))
+        )
+    ).scalars()
+    decisions = (
+        await session.execute(
+            select(Approval).where(col(Approval.content_id) == content_id).order_by(col(Approval.id))
+        )
+    ).scalars()
+    rev_numbers: dict[int | None, int] = {}
+    out_revisions = []
+    for r in revisions:
+        rev_numbers[r.id] = r.number
+        out_revisions.append(
+            {
+                "number": r.number,
+                "title": r.title,
+                "body": r.body,
+                "category": r.category,
+                "links": r.links,
+                "attachments": r.attachments,
+                "sha256": r.sha256,
+                "author": names.get(r.author_id),
+                "created_at": r.created_at.isoformat(),
+            }
+        )
+    return {
+        "id": item.id,
+        "status": item.status,
+        "author": names.get(item.author_id),
+        "latest_revision": item.latest_revision,
+        "approved_revision": item.approved_revision,
+        "revisions": out_revisions,
+        "decisions": [
+            {
+                "decision": d.decision,
+                "revision": rev_numbers.get(d.revision_id),
+                "sha256": d.revision_sha256,
+                "by": names.get(d.user_id),
+                "reason": d.reason,
+                "at": d.at.isoformat(),
+            }
+            for d in decisions
+        ],
+    }
+
+
+async def list_items(session: AsyncSession, status: str | None = None) -> list[dict[str, Any]]:
+    query = (
+        select(ContentItem, ContentRevision)
+        .join(
+            ContentRevision,
+            (col(ContentRevision.content_id) == col(ContentItem.id))
+            & (col(ContentRevision.number) == col(ContentItem.latest_revision)),
+        )
+        .order_by(col(ContentItem.id))
+    )
+    if status:
+        if status not in TRANSITIONS:
+            raise InputError(f"unknown status {status!r} (statuses: {', '.join(TRANSITIONS)})")
+        query = query.where(col(ContentItem.status) == status)
+    return [
+        {
+            "id": item.id,
+            "status": item.status,
+            "title": rev.title,
+            "category": rev.category,
+            "revision": rev.number,
+            "approved_revision": item.approved_revision,
+        }
+        for item, rev in (await session.execute(query))
+    ]

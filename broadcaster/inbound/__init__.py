@@ -1,0 +1,1 @@
+"""What comes back: hook events stored and processed, tracked links, relay confirmations, privacy."""

@@ -1,0 +1,2 @@
+"""Monthly roll-ups per tier, XLSX/CSV output, the summaries posted to steering groups, engagement
+queries."""

@@ -1,0 +1,1 @@
+"""Long-running loops beside the dispatcher: upkeep (member counts, relay follow-up, monthly post)."""
