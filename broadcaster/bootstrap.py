@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from broadcaster.domain.errors import ConfigError, InputError
 from broadcaster.domain.models import Account
-from broadcaster.domain.ports import Sender
-from broadcaster.domain.secrets import resolve
+from broadcaster.domain.platforms import platform_facts
+from broadcaster.domain.ports import HookCodec, Sender
+from broadcaster.domain.secrets import Secret, resolve
 from broadcaster.domain.settings import Settings
 from broadcaster.inbound.links import confirmation_token, link_tracker
 from broadcaster.storage.app import App
@@ -46,47 +47,28 @@ def tune_gc() -> None:
 
 
 def build_sender(account: Account, settings: Settings, environ: Mapping[str, str] | None = None) -> Sender:
-    """The adapter for one account, with its secrets resolved now (never stored on the account).
-
-    Settings per platform: telegram ``base_url``; zalo ``base_url``, ``oauth_url``, ``app_id`` (the
-    secret is the app secret; tokens live in ``CNS_TOKEN_DIR``); facebook ``base_url``, ``version`` (the
-    secret is the Page token); webhook ``base_url`` (the secret is the ``whsec_`` key; an optional
-    ``api_key`` extra secret is sent as a Bearer token).
-    """
-    from adapters.facebook import DEFAULT_GRAPH, DEFAULT_VERSION, FacebookSender
-    from adapters.telegram import DEFAULT_BASE_URL, TelegramSender
-    from adapters.webhook import WebhookSender
-    from adapters.zalo import DEFAULT_API, DEFAULT_OAUTH, ZaloSender
+    """The adapter for one account (from the platform registry), with its secrets resolved now (never
+    stored on the account). The settings each platform reads are listed in the README (Platforms)."""
+    from adapters import registry
     from broadcaster.storage.token_store import FileTokenStore
 
-    cfg = account.settings
     if not account.secret_ref:
         raise ConfigError(f"account {account.name} has no secret reference")
     secret = resolve(account.secret_ref, settings.secrets_file, environ)
-    if account.platform == "telegram":
-        return TelegramSender(secret, base_url=cfg.get("base_url", DEFAULT_BASE_URL))
-    if account.platform == "zalo":
-        if not cfg.get("app_id"):
-            raise ConfigError(f"zalo account {account.name} needs the setting app_id")
-        store = FileTokenStore(settings.token_dir / f"zalo-{account.name}.json")
-        return ZaloSender(
-            store,
-            app_id=str(cfg["app_id"]),
-            app_secret=secret,
-            base_url=cfg.get("base_url", DEFAULT_API),
-            oauth_url=cfg.get("oauth_url", DEFAULT_OAUTH),
-        )
-    if account.platform == "facebook":
-        return FacebookSender(
-            secret, base_url=cfg.get("base_url", DEFAULT_GRAPH), version=cfg.get("version", DEFAULT_VERSION)
-        )
-    if account.platform == "webhook":
-        if not cfg.get("base_url"):
-            raise ConfigError(f"webhook account {account.name} needs a base_url")
-        extra = cfg.get("secrets", {}).get("api_key")
-        api_key = resolve(extra, settings.secrets_file, environ) if extra else None
-        return WebhookSender(cfg["base_url"], secret, api_key=api_key)
-    raise ConfigError(f"account {account.name}: no adapter for platform {account.platform!r}")
+    extras: Mapping[str, str] = account.settings.get("secrets", {})
+
+    def extra(name: str) -> Secret | None:
+        ref = extras.get(name)
+        return resolve(ref, settings.secrets_file, environ) if ref else None
+
+    config = registry.AccountConfig(
+        name=account.name,
+        settings=account.settings,
+        secret=secret,
+        secret_named=extra,
+        tokens=lambda: FileTokenStore(settings.token_dir / f"{account.platform}-{account.name}.json"),
+    )
+    return registry.build(account.platform, config)
 
 
 def sender_factories(
@@ -128,11 +110,11 @@ def make_dispatcher(app: App, **options: Any) -> Dispatcher:
     )
 
 
-def hook_codecs() -> dict[str, Any]:
-    """Each platform's webhook reader (``adapters.hooks``), by platform name."""
-    from adapters.hooks import facebook, telegram, webhook, zalo
+def hook_codecs() -> dict[str, HookCodec]:
+    """Each platform's webhook reader (``adapters.hooks``), by platform name, from the registry."""
+    from adapters.registry import REGISTRY
 
-    return {codec.platform: codec for codec in (telegram.CODEC, zalo.CODEC, facebook.CODEC, webhook.CODEC)}
+    return {name: entry.hooks for name, entry in REGISTRY.items()}
 
 
 def make_web_app(app: App, *, process: bool = True) -> Any:
@@ -145,16 +127,6 @@ def make_web_app(app: App, *, process: bool = True) -> Any:
 
 # The Telegram updates `cns serve` reads; reactions are only sent when listed here (and to admin bots).
 TELEGRAM_UPDATES = ("message", "channel_post", "message_reaction", "message_reaction_count", "my_chat_member")
-
-_WHERE_TO_REGISTER = {
-    "zalo": "Zalo for Developers > your app > Webhook: set this URL and enable the OA events "
-    "(user_send_text, user_reacted_message, ...); requests are signed with the OA secret key, "
-    "which must be this account's 'hook' secret",
-    "facebook": "Meta app dashboard > Webhooks > Page: callback URL = this URL, verify token = this "
-    "account's 'verify_token' secret (answered by GET), fields: feed; requests are signed with the "
-    "app secret, which must be this account's 'hook' secret",
-    "webhook": "give the bridge this URL and this account's 'hook' secret (a whsec_ key, Standard Webhooks)",
-}
 
 
 async def register_webhook(app: App, account_name: str, *, delete: bool = False) -> dict[str, Any]:
@@ -179,7 +151,7 @@ async def register_webhook(app: App, account_name: str, *, delete: bool = False)
     if account.platform != "telegram":
         if delete:
             raise InputError(f"{account.platform} webhooks are removed in the platform's console")
-        out.update(registered=False, where=_WHERE_TO_REGISTER[account.platform])
+        out.update(registered=False, where=platform_facts(account.platform).hook_setup)
         return out
     secret = resolve(hook_ref, app.settings.secrets_file).reveal() if hook_ref else ""
     if not delete and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):

@@ -12,6 +12,7 @@ from broadcaster.cli.base import emit, run, table
 from broadcaster.directory import accounts, groups, suggestions, users
 from broadcaster.directory.group_check import check_groups
 from broadcaster.domain.errors import InputError
+from broadcaster.domain.platforms import PLATFORMS
 from broadcaster.domain.timeutil import parse_date, today
 from broadcaster.storage.app import App
 
@@ -40,7 +41,7 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 
 @accounts_group.command("add")
 @click.argument("name")
-@click.option("--platform", required=True, type=click.Choice(accounts.PLATFORMS))
+@click.option("--platform", required=True, type=click.Choice(PLATFORMS))
 @click.option("--secret", "secret", help="Main credential as a reference: env:VARIABLE or file:KEY.")
 @click.option(
     "--extra-secret",
@@ -171,7 +172,7 @@ groups_import.help = (groups_import.help or "") + "\n\n" + (groups.__doc__ or ""
 
 @groups_group.command("list")
 @click.option("--unit", "unit_code", help="Only groups in this unit's subtree.")
-@click.option("--platform", type=click.Choice(accounts.PLATFORMS))
+@click.option("--platform", type=click.Choice(PLATFORMS))
 @click.option("--status", type=click.Choice(groups.STATUSES))
 @click.option("--as-of", "as_of", help="Date for the subtree (default: today).")
 @click.pass_context

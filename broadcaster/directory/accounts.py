@@ -15,17 +15,15 @@ from broadcaster.directory import audit
 from broadcaster.directory.users import Actor, Permission
 from broadcaster.domain.errors import Conflict, InputError, NotFound
 from broadcaster.domain.models import Account
+from broadcaster.domain.platforms import platform_facts
 from broadcaster.domain.secrets import contains_credential, is_available, looks_secret, parse_ref, redact
 
-PLATFORMS = ("telegram", "zalo", "facebook", "webhook")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def check_platform(platform: str) -> str:
-    value = platform.strip().lower()
-    if value not in PLATFORMS:
-        raise InputError(f"unknown platform {platform!r} (platforms: {', '.join(PLATFORMS)})")
-    return value
+    """The platform's registry name, or an ``InputError`` naming the platforms there are."""
+    return platform_facts(platform).name
 
 
 def _check_settings(settings: dict[str, Any]) -> dict[str, Any]:

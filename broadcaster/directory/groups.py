@@ -27,10 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from broadcaster.directory import audit
-from broadcaster.directory.accounts import PLATFORMS, check_platform, get_account
+from broadcaster.directory.accounts import check_platform, get_account
 from broadcaster.directory.users import Actor, Permission
 from broadcaster.domain.errors import Conflict, CsvError, InputError, NotFound
 from broadcaster.domain.models import Account, ChatGroup, GroupStatusChange, Unit, pk
+from broadcaster.domain.platforms import PLATFORMS
 from broadcaster.domain.sqltypes import utcnow
 from broadcaster.storage.csvio import nfc, read_csv
 from broadcaster.units.tree import UnitTree, load_tree

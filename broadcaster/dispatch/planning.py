@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from broadcaster.directory import audit
-from broadcaster.directory.accounts import PLATFORMS, check_platform
+from broadcaster.directory.accounts import check_platform
 from broadcaster.directory.users import Actor, Permission
 from broadcaster.domain.errors import InputError, NotFound, PermissionDenied, WorkflowError
 from broadcaster.domain.models import (
@@ -33,6 +33,7 @@ from broadcaster.domain.models import (
     User,
     pk,
 )
+from broadcaster.domain.platforms import PLATFORMS
 from broadcaster.domain.sqltypes import UTCDateTime, utcnow
 from broadcaster.domain.timeutil import LOCAL_TZ
 from broadcaster.storage.db import upsert_insert

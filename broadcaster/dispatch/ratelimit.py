@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable
 
 from broadcaster.domain.errors import DeliveryError, RateLimited
+from broadcaster.domain.platforms import FACTS
 
-# Defaults from the platforms' documented limits (shared/reference/platforms.md); every one can be
-# overridden per account with the settings ``rate_per_second`` and ``group_rate_per_minute``.
-ACCOUNT_RATE = {"telegram": 30.0, "zalo": 20.0, "facebook": 5.0, "webhook": 50.0}
+# Defaults come from the platform registry (broadcaster.domain.platforms: the documented limits); every
+# one can be overridden per account with the settings ``rate_per_second`` and ``group_rate_per_minute``.
+UNKNOWN_PLATFORM_RATE = 10.0
 # The platform counts arrival times; the network can bunch two evenly paced sends. Pacing at 97 % of
 # each limit keeps every window under it (the 3 % costs 0.6 s on a 20 s broadcast).
 SAFETY = 0.97
-GROUP_RATE_PER_MINUTE = {"telegram": 20.0}
 
 
 # A tenth of a token of slack: an event loop wakes a little late, and a bucket of exactly one token
@@ -106,7 +106,9 @@ class Limits:
     def account(self, account_id: int, platform: str, settings: dict[str, object]) -> TokenBucket:
         bucket = self.accounts.get(account_id)
         if bucket is None:
-            rate = float(settings.get("rate_per_second") or ACCOUNT_RATE.get(platform, 10.0))  # type: ignore[arg-type]
+            facts = FACTS.get(platform)
+            default = facts.account_rate if facts is not None else UNKNOWN_PLATFORM_RATE
+            rate = float(settings.get("rate_per_second") or default)  # type: ignore[arg-type]
             bucket = self.accounts[account_id] = TokenBucket(rate * SAFETY, clock=self.clock)
         return bucket
 
@@ -129,7 +131,8 @@ class Limits:
             raise RateLimited(f"{HELD} {platform} rate limit", wait.wait) from None
 
     def group(self, group_id: int, platform: str, settings: dict[str, object]) -> TokenBucket | None:
-        per_minute = settings.get("group_rate_per_minute") or GROUP_RATE_PER_MINUTE.get(platform)
+        facts = FACTS.get(platform)
+        per_minute = settings.get("group_rate_per_minute") or (facts and facts.group_rate_per_minute)
         if not per_minute:
             return None
         bucket = self.groups.get(group_id)
