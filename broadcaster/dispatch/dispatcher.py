@@ -1,15 +1,13 @@
-"""The outbox dispatcher: claim due deliveries, send them through the adapters, commit the outcome.
+"""The worker loop: claim due deliveries from the queue, send them through the adapters, commit the
+outcomes.
 
-Each delivery is marked ``sending`` with a lease (owner, expiry) in the claiming transaction, before any
-request leaves; its outcome is committed after. A worker that dies leaves rows in ``sending`` whose lease
-runs out; any worker then turns them into ``unknown`` and, under the default policy, sends them again
-(``resent_unknown`` counts these possible duplicates; policy ``hold`` leaves them for a person). Leases of
-rows still waiting for a rate-limit token are renewed, so a slow, rate-limited broadcast is never taken
-for a dead one. What to do after an error is decided by
-:class:`broadcaster.dispatch.retry.RetryPolicy` from the error's type alone.
-
-Claiming uses ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING`` everywhere, with ``FOR UPDATE
-SKIP LOCKED`` in the sub-select on PostgreSQL so concurrent workers never claim the same row.
+Where deliveries wait, and how they are claimed under a lease, renewed, committed and released, is the
+queue's (:mod:`broadcaster.dispatch.queue`, SQLite/PostgreSQL, with an in-memory twin); what an outcome
+becomes is :mod:`broadcaster.dispatch.outcomes` (the retry policy decides on an error from its type
+alone). Here: batches that overlap, sends in flight bounded by ``concurrency`` (a send keeps its slot
+until its outcome is committed, so a crash can leave at most that many sent-but-uncommitted, which the
+next worker sends again and counts as ``resent_unknown``; policy ``hold`` leaves them for a person), the
+group commit of outcomes, rate limits, quiet hours, relay and rendering.
 """
 
 from __future__ import annotations
@@ -18,23 +16,22 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Protocol, cast
 
-from sqlalchemy import and_, bindparam, case, delete, exists, or_, select, text, update
-from sqlalchemy.engine import Dialect
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from broadcaster.directory.group_events import PENDING, mark_unreachable, migrate_group
+from broadcaster.dispatch.outcomes import AccountRefused, Claimed, Decided, Outcome, decide
+from broadcaster.dispatch.queue import Queue, SqlQueue
 from broadcaster.dispatch.ratelimit import Limits, is_held
 from broadcaster.dispatch.retry import RetryPolicy
 from broadcaster.dispatch.targets import GroupView, media_from, target_for, variables_for
@@ -45,33 +42,25 @@ from broadcaster.domain.errors import (
     DeliveryError,
     PermanentError,
     RateLimited,
-    TargetGone,
-    TargetMigrated,
     TransientError,
 )
 from broadcaster.domain.models import (
     Account,
-    AccountLease,
-    Alert,
     Attachment,
     ChatGroup,
     ContentRevision,
-    Delivery,
     Dispatch,
     RevisionAttachment,
     pk,
 )
 from broadcaster.domain.ports import Media, RenderedMessage, Sender, SendResult, Target
-from broadcaster.domain.sqltypes import UTCDateTime, utcnow
+from broadcaster.domain.sqltypes import utcnow
 from broadcaster.domain.timeutil import LOCAL_TZ
 from broadcaster.storage.app import App
-from broadcaster.storage.db import upsert_insert
 from broadcaster.units.tree import UnitTree, load_tree
 
 log = logging.getLogger("cns.dispatcher")
 
-FINAL = ("sent", "failed", "skipped", "recalled", "awaiting_confirmation", "confirmed")
-_T = Delivery.__table__  # type: ignore[attr-defined]
 _G = ChatGroup.__table__  # type: ignore[attr-defined]
 # What a send reads of a group (the fields of GroupView), not its timestamps and notes.
 _GROUP_FIELDS = (
@@ -86,52 +75,6 @@ _GROUP_FIELDS = (
     "admins",
 )
 _GROUP_COLUMNS = tuple(_G.c[name] for name in _GROUP_FIELDS)
-# Every outcome of a flush in one statement with one parameter, the outcomes as a JSON array unpacked
-# by the database: an executemany of the same UPDATE spent ~20 us per row in Python binding ten
-# parameters (and three timestamps, one JSON list) that the database now reads in C.
-# ``sent_at`` keeps the first send's time: a relay reminder goes out again but the post was sent back
-# then (escalation counts from it, reports date it by it). A row whose lease was taken over is left alone.
-_OUTCOMES_SQL = {
-    "sqlite": """
-UPDATE delivery SET
-    state = json_extract(r.value, '$.state'),
-    next_attempt_at = json_extract(r.value, '$.next'),
-    last_error = json_extract(r.value, '$.error'),
-    attempts = json_extract(r.value, '$.attempts'),
-    message_ids = json_extract(r.value, '$.ids'),
-    sent_at = coalesce(delivery.sent_at, CASE WHEN json_extract(r.value, '$.sent') THEN :now END),
-    external_message_id = json_extract(r.value, '$.external'),
-    lease_owner = NULL, lease_until = NULL, updated_at = :now
-FROM json_each(:rows) AS r
-WHERE delivery.id = json_extract(r.value, '$.id') AND delivery.lease_owner = :owner""",
-    "postgresql": """
-UPDATE delivery SET
-    state = r.state, next_attempt_at = r.next, last_error = r.error, attempts = r.attempts,
-    message_ids = r.ids,
-    sent_at = coalesce(delivery.sent_at, CASE WHEN r.sent THEN CAST(:now AS timestamptz) END),
-    external_message_id = r.external,
-    lease_owner = NULL, lease_until = NULL, updated_at = :now
-FROM json_to_recordset(CAST(:rows AS json)) AS r(
-    id integer, state text, next timestamptz, error text, attempts integer, ids json, sent boolean,
-    external text)
-WHERE delivery.id = r.id AND delivery.lease_owner = :owner""",
-}
-_OUTCOMES = {
-    name: text(sql).bindparams(bindparam("now", type_=UTCDateTime), bindparam("owner"), bindparam("rows"))
-    for name, sql in _OUTCOMES_SQL.items()
-}
-
-
-def _stored_time(dialect: Dialect) -> Callable[[datetime | None], str | None]:
-    """A timestamp as the dialect keeps it, for a value inside the JSON parameter: SQLite compares the
-    stored text, so it must be the very text SQLAlchemy writes; PostgreSQL parses ISO 8601."""
-    if dialect.name == "postgresql":
-        return lambda value: value.isoformat() if value is not None else None
-    process = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
-    assert process is not None
-    return lambda value: cast("str | None", process(value))
-
-
 class RenderFn(Protocol):
     def __call__(
         self,
@@ -149,30 +92,6 @@ TrackFn = Callable[[int], Callable[[str], str]]  # delivery id -> (url -> its tr
 QuietFn = Callable[[str, str, datetime], datetime | None]
 SenderFactory = Callable[[Account], Sender]
 RelayFactory = Callable[[Mapping[str, Sender]], Sender]
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What became of one claimed delivery: sent (``message_ids``), an error to decide on, or a state
-    reached without a send (``skipped`` for an inactive group, ``queued`` for a paused account)."""
-
-    delivery_id: int
-    group_id: int
-    account_id: int
-    state: str = "sent"
-    message_ids: tuple[str, ...] = ()
-    error: DeliveryError | None = None
-    note: str | None = None
-    attempts: int = 1  # counting this one, as the claim set it
-    due: datetime | None = None  # held back (quiet hours): due again then
-
-
-class Claimed(NamedTuple):
-    delivery_id: int
-    dispatch_id: int
-    group_id: int
-    attempts: int  # counting the attempt this claim starts
-    reminders: int = 0  # relay: reminders asked for by upkeep (the package goes out again, as a reminder)
 
 
 @dataclass(slots=True)
@@ -252,6 +171,7 @@ class Dispatcher:
         track: TrackFn | None = None,
         quiet: QuietFn | None = None,
         clock: Callable[[], datetime] = utcnow,
+        queue: Queue | None = None,
     ) -> None:
         if unknown_policy not in {"resend", "hold"}:
             raise ValueError("unknown_policy is 'resend' or 'hold'")
@@ -285,139 +205,35 @@ class Dispatcher:
         self._committer: asyncio.Task[None] | None = None
         # One limit on sends in flight for the whole worker, shared by the overlapping batches.
         self._in_flight = _Slots(concurrency)
-        # One writing transaction at a time per worker: SQLite has a single writer, and a transaction
-        # that read before writing fails at once (SQLITE_BUSY) instead of waiting when another
-        # connection of ours wrote in between. Between processes the busy timeout does the waiting.
-        self._writing = asyncio.Lock()
-        self._accounts: set[int] = set()  # accounts this worker holds the lease of
-        self._accounts_at = -1e9
+        self.queue: Queue = queue or SqlQueue(app, self.worker_id, self.lease)
 
-    @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncSession]:
-        async with self._writing, self.app.transaction() as session:
-            yield session
-
-    # --- claiming and recovery -------------------------------------------------------------------------
+    # --- the queue -------------------------------------------------------------------------------------
 
     async def recover(self) -> int:
         """Rows whose lease ran out (their worker died) become ``unknown``."""
-        now = self.clock()
-        async with self._write() as s:
-            result = await s.execute(
-                update(Delivery)
-                .where(col(Delivery.state) == "sending", col(Delivery.lease_until) < now)
-                .values(
-                    state="unknown",
-                    lease_owner=None,
-                    lease_until=None,
-                    updated_at=now,
-                    last_error="lease expired during the send: outcome unknown",
-                )
-            )
-        count = int(max(result.rowcount, 0))  # type: ignore[attr-defined]
+        count = await self.queue.recover(self.clock())
         self.stats.recovered += count
         return count
 
     async def hold_accounts(self) -> set[int]:
-        """Take (or keep) the lease of every active account no other live worker holds.
-
-        One worker sends for an account at a time, so the account's token bucket is the only one pacing
-        it; a dead worker's accounts are taken over when their lease expires."""
-        now = self.clock()
-        until = now + self.lease
-        async with self._write() as s:
-            insert_fn = upsert_insert(s)
-            ids = (
-                (await s.execute(select(col(Account.id)).where(col(Account.status) == "active")))
-                .scalars()
-                .all()
-            )
-            for account_id in ids:
-                stmt = insert_fn(AccountLease).values(
-                    account_id=account_id, owner=self.worker_id, until=until
-                )
-                await s.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["account_id"],
-                        set_={"owner": self.worker_id, "until": until},
-                        where=(col(AccountLease.until) < now) | (col(AccountLease.owner) == self.worker_id),
-                    )
-                )
-            held = await s.execute(
-                select(col(AccountLease.account_id)).where(
-                    col(AccountLease.owner) == self.worker_id, col(AccountLease.until) > now
-                )
-            )
-            self._accounts = set(held.scalars().all())
-        self._accounts_at = asyncio.get_running_loop().time()
-        return self._accounts
+        """Take (or keep) the lease of every active account no other live worker holds: one worker
+        sends for an account at a time, so its token bucket is the only one pacing it."""
+        return await self.queue.hold_accounts(self.clock())
 
     async def claim(self, limit: int | None = None) -> list[Claimed]:
         """Mark up to ``limit`` due deliveries ``sending`` under our lease."""
-        if asyncio.get_running_loop().time() - self._accounts_at > self.lease.total_seconds() / 4:
-            await self.hold_accounts()
-        if not self._accounts:
-            return []
-        now = self.clock()
-        states = list(PENDING if self.unknown_policy == "resend" else PENDING[:-1])
-        due = (
-            select(col(Delivery.id))
-            .join(Dispatch, col(Dispatch.id) == col(Delivery.dispatch_id))
-            .join(ChatGroup, col(ChatGroup.id) == col(Delivery.group_id))
-            .join(Account, col(Account.id) == col(ChatGroup.account_id))
-            .where(
-                col(Delivery.state).in_(states),
-                or_(col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= now),
-                col(Dispatch.status).in_(["planned", "running"]),
-                col(Dispatch.scheduled_at) <= now,
-                col(Account.status) == "active",
-                col(Account.id).in_(self._accounts),
-            )
-            .order_by(col(Delivery.id))
-            .limit(limit or self.batch)
+        claimed = await self.queue.claim(
+            self.clock(), limit or self.batch, unknown=self.unknown_policy == "resend"
         )
-        async with self._write() as s:
-            if s.get_bind().dialect.name == "postgresql":
-                due = due.with_for_update(skip_locked=True, of=Delivery)
-            # The table on the connection, not the model through the session: an ORM UPDATE ..
-            # RETURNING also synchronises the session, which cost as much as the statement for
-            # nothing (this session holds no deliveries).
-            rows = (
-                await (await s.connection()).execute(
-                    update(_T)
-                    .where(_T.c.id.in_(due.scalar_subquery()))
-                    .values(
-                        state="sending",
-                        lease_owner=self.worker_id,
-                        lease_until=now + self.lease,
-                        attempts=_T.c.attempts + 1,
-                        updated_at=now,
-                        resent_unknown=_T.c.resent_unknown + case((_T.c.state == "unknown", 1), else_=0),
-                    )
-                    .returning(_T.c.id, _T.c.dispatch_id, _T.c.group_id, _T.c.attempts, _T.c.reminders)
-                )
-            ).all()
-            claimed = [Claimed(pk(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
-            if claimed:
-                await s.execute(
-                    update(Dispatch)
-                    .where(col(Dispatch.id).in_({c[1] for c in claimed}), col(Dispatch.status) == "planned")
-                    .values(status="running")
-                )
         self.stats.claimed += len(claimed)
-        return sorted(claimed)
+        return claimed
 
     async def renew(self) -> None:
-        until = self.clock() + self.lease
-        async with self._write() as s:
-            await s.execute(
-                update(Delivery)
-                .where(col(Delivery.lease_owner) == self.worker_id, col(Delivery.state) == "sending")
-                .values(lease_until=until)
-            )
-            await s.execute(
-                update(AccountLease).where(col(AccountLease.owner) == self.worker_id).values(until=until)
-            )
+        await self.queue.renew(self.clock())
+
+    async def release(self) -> None:
+        """Give back rows we claimed but never started (a stop in the middle of a batch)."""
+        await self.queue.release()
 
     # --- one batch ---------------------------------------------------------------------------------------
 
@@ -518,9 +334,7 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
             await self._outbox_drained()
-        # Once per batch, not per commit: the check reads every row of a running dispatch.
-        async with self._write() as s:
-            await self._finish_dispatches(s)
+        await self.queue.finish_dispatches()  # once per batch: it reads every row of a running dispatch
         return len(claimed)
 
     async def _committed(self, outcome: Outcome) -> None:
@@ -650,93 +464,25 @@ class Dispatcher:
     # --- committing outcomes -----------------------------------------------------------------------------
 
     async def commit(self, outcomes: Sequence[Outcome]) -> None:
-        """Write every outcome in one transaction with one UPDATE and nothing else (side effects of
-        errors aside): commits are serialised (one writer), so each statement here limits the whole
-        worker's rate (a per-row ORM update cost ~1.5 ms; a SELECT of the attempt counts cost more than
-        the UPDATE under load, so the claim returns them). The retry policy decides on errors here."""
+        """Decide each outcome (the retry policy on errors) and write them all in one queue commit;
+        commits are serialised (one writer), so what happens here limits the whole worker's rate."""
         if not outcomes:
             return
         now = self.clock()
-        async with self._write() as s:
-            dialect = s.get_bind().dialect
-            stored = _stored_time(dialect)
-            rows = []
-            for o in outcomes:
-                row = self._row(o, o.attempts, now)
-                row["next"] = stored(row["next"])
-                if o.error is not None:
-                    await self._side_effects(s, o, o.error, now)
-                rows.append(row)
-            await (await s.connection()).execute(
-                _OUTCOMES[dialect.name],
-                {"now": now, "owner": self.worker_id, "rows": json.dumps(rows, ensure_ascii=False)},
-            )
+        rows = [decide(o, self.policy, now) for o in outcomes]
+        for row in rows:
+            self._count(row)
+        await self.queue.commit(rows, now)
+        for row in rows:
+            if isinstance(row.effect, AccountRefused):  # paused: its adapter is not used again
+                sender = self._senders.pop(row.effect.account_id, None)
+                if sender is not None:
+                    await sender.close()
 
-    def _row(self, o: Outcome, attempts: int, now: datetime) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "id": o.delivery_id,
-            "state": o.state,
-            "next": None,
-            "error": o.note,
-            "attempts": attempts,
-            "ids": [],
-            "sent": False,
-            "external": None,
-        }
-        if o.error is not None:
-            decision = self.policy.decide(o.error, attempts, now)
-            row.update(
-                state=decision.state,
-                next=decision.next_attempt_at,
-                error=o.error.reason[:500],
-                attempts=attempts if decision.counts else attempts - 1,
-            )
-        elif o.state == "queued":
-            row["attempts"] = attempts - 1  # held, not tried
-            row["next"] = o.due
-        else:
-            row.update(
-                ids=list(o.message_ids),
-                sent=True,
-                external=o.message_ids[0] if o.message_ids else None,
-            )
-        final = row["state"]
-        self.stats.sent += final in {"sent", "awaiting_confirmation"}
-        self.stats.failed += final == "failed"
-        self.stats.retried += final in {"errored", "queued"}
-        return row
-
-    async def _side_effects(self, s: AsyncSession, o: Outcome, error: DeliveryError, now: datetime) -> None:
-        if isinstance(error, TargetGone):
-            group = await s.get(ChatGroup, o.group_id)
-            if group is not None:
-                await mark_unreachable(s, group, error.reason, now)
-        elif isinstance(error, TargetMigrated):
-            group = await s.get(ChatGroup, o.group_id)
-            if group is not None:
-                migrate_group(s, group, error.new_id, now)
-        elif isinstance(error, AuthFailed):
-            account = await s.get(Account, o.account_id)
-            if account is not None and account.status == "active":
-                account.status, account.paused_reason = "paused", error.reason[:500]
-                s.add(
-                    Alert(
-                        kind="account_paused",
-                        account_id=o.account_id,
-                        message=f"account {account.name} paused: {error.reason}; its deliveries are held",
-                    )
-                )
-            sender = self._senders.pop(o.account_id, None)
-            if sender is not None:
-                await sender.close()
-
-    async def _finish_dispatches(self, s: AsyncSession) -> None:
-        pending = exists().where(
-            col(Delivery.dispatch_id) == col(Dispatch.id), col(Delivery.state).in_([*PENDING, "sending"])
-        )
-        await s.execute(
-            update(Dispatch).where(col(Dispatch.status) == "running", ~pending).values(status="done")
-        )
+    def _count(self, row: Decided) -> None:
+        self.stats.sent += row.state in {"sent", "awaiting_confirmation"}
+        self.stats.failed += row.state == "failed"
+        self.stats.retried += row.state in {"errored", "queued"}
 
     # --- the loop ----------------------------------------------------------------------------------------
 
@@ -779,44 +525,7 @@ class Dispatcher:
     async def _anything_left(self, horizon: timedelta = timedelta(seconds=60)) -> bool:
         """Deliveries in flight, or due within ``horizon`` without anyone's action (paused accounts and
         dispatches wait; a dispatch scheduled for tomorrow does not keep ``--until-idle`` running)."""
-        soon = self.clock() + horizon
-        async with self.app.transaction() as s:
-            row = await s.execute(
-                select(col(Delivery.id))
-                .join(Dispatch, col(Dispatch.id) == col(Delivery.dispatch_id))
-                .join(ChatGroup, col(ChatGroup.id) == col(Delivery.group_id))
-                .join(Account, col(Account.id) == col(ChatGroup.account_id))
-                .where(
-                    or_(
-                        and_(
-                            col(Delivery.state).in_(PENDING),
-                            col(Dispatch.status).in_(["planned", "running"]),
-                            col(Account.status) == "active",
-                            col(Dispatch.scheduled_at) <= soon,
-                            or_(
-                                col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= soon
-                            ),
-                        ),
-                        col(Delivery.state) == "sending",
-                    )
-                )
-                .limit(1)
-            )
-            return row.first() is not None
-
-    async def release(self) -> None:
-        """Give back rows we claimed but never started (a stop in the middle of a batch)."""
-        async with self._write() as s:
-            await s.execute(
-                update(Delivery)
-                .where(col(Delivery.lease_owner) == self.worker_id, col(Delivery.state) == "sending")
-                .values(
-                    state="queued", lease_owner=None, lease_until=None, attempts=col(Delivery.attempts) - 1
-                )
-            )
-            await s.execute(delete(AccountLease).where(col(AccountLease.owner) == self.worker_id))
-        self._accounts.clear()
-        self._accounts_at = -1e9
+        return await self.queue.anything_left(self.clock() + horizon)
 
     async def close(self) -> None:
         for sender in self._senders.values():

@@ -259,7 +259,7 @@ async def test_concurrent_workers_never_claim_the_same_row(app: App, tmp_path: P
     ids = [c[0] for claim in claims for c in claim]
     assert len(ids) == len(set(ids)) == 5
     # each account is served by one worker at a time (its lease), so its rate limit holds across workers
-    held = [w._accounts for w in workers]
+    held = [w.queue.accounts for w in workers]
     assert sum(len(h) for h in held) == len(set().union(*held)) == 4
 
 

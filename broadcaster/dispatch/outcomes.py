@@ -1,0 +1,113 @@
+"""What became of a claimed delivery, and what the queue must write for it.
+
+The worker loop turns each send into an :class:`Outcome`; :func:`decide` turns that into a
+:class:`Decided` row (the retry policy applied: next state, next attempt, attempts charged) and the
+:data:`Effect` the error has beyond the delivery (a group gone or moved, an account refused). A queue
+store writes both in one transaction; nothing here touches storage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
+
+from broadcaster.dispatch.retry import RetryPolicy
+from broadcaster.domain.errors import AuthFailed, DeliveryError, TargetGone, TargetMigrated
+
+
+class Claimed(NamedTuple):
+    delivery_id: int
+    dispatch_id: int
+    group_id: int
+    attempts: int  # counting the attempt this claim starts
+    reminders: int = 0  # relay: reminders asked for by upkeep (the package goes out again, as a reminder)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one claimed delivery: sent (``message_ids``), an error to decide on, or a state
+    reached without a send (``skipped`` for an inactive group, ``queued`` for a paused account)."""
+
+    delivery_id: int
+    group_id: int
+    account_id: int
+    state: str = "sent"
+    message_ids: tuple[str, ...] = ()
+    error: DeliveryError | None = None
+    note: str | None = None
+    attempts: int = 1  # counting this one, as the claim set it
+    due: datetime | None = None  # held back (quiet hours): due again then
+
+
+@dataclass(frozen=True, slots=True)
+class GroupGone:
+    group_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMigrated:
+    group_id: int
+    new_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRefused:
+    account_id: int
+    reason: str
+
+
+Effect = GroupGone | GroupMigrated | AccountRefused
+
+
+@dataclass(slots=True)
+class Decided:
+    """The row a queue writes for one outcome (only if the delivery is still under our lease)."""
+
+    delivery_id: int
+    state: str
+    next_attempt_at: datetime | None
+    error: str | None
+    attempts: int
+    message_ids: tuple[str, ...] = ()
+    sent: bool = False  # a send happened now (``sent_at`` keeps the first one)
+    effect: Effect | None = None
+
+    @property
+    def external_message_id(self) -> str | None:
+        return self.message_ids[0] if self.message_ids else None
+
+
+def effect_of(outcome: Outcome) -> Effect | None:
+    error = outcome.error
+    if isinstance(error, TargetGone):
+        return GroupGone(outcome.group_id, error.reason)
+    if isinstance(error, TargetMigrated):
+        return GroupMigrated(outcome.group_id, error.new_id)
+    if isinstance(error, AuthFailed):
+        return AccountRefused(outcome.account_id, error.reason)
+    return None
+
+
+def decide(outcome: Outcome, policy: RetryPolicy, now: datetime) -> Decided:
+    """The row for ``outcome``: an error decided by ``policy`` from its type alone; a hold (``queued``)
+    not charged as an attempt; a send recorded with its message ids."""
+    attempts = outcome.attempts
+    if outcome.error is not None:
+        decision = policy.decide(outcome.error, attempts, now)
+        return Decided(
+            outcome.delivery_id,
+            decision.state,
+            decision.next_attempt_at,
+            outcome.error.reason[:500],
+            attempts if decision.counts else attempts - 1,
+            effect=effect_of(outcome),
+        )
+    if outcome.state == "queued":
+        return Decided(outcome.delivery_id, "queued", outcome.due, outcome.note, attempts - 1)
+    if outcome.state == "skipped":
+        return Decided(outcome.delivery_id, "skipped", None, outcome.note, attempts)
+    return Decided(
+        outcome.delivery_id, outcome.state, None, outcome.note, attempts, outcome.message_ids, True
+    )
