@@ -11,14 +11,39 @@ from broadcaster.domain.errors import BadPayload
 
 
 def json_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object, or ``BadPayload`` (never a ``ValueError`` or a ``RecursionError``)."""
+    """The body as a JSON object, or ``BadPayload`` (never a ``ValueError`` or a ``RecursionError``).
+
+    JSON is UTF-8 (RFC 8259): the bytes are decoded strictly (``json.loads`` of bytes would let encoded
+    surrogates through), and a string holding a lone surrogate (``"\\ud800"``, valid JSON escape syntax
+    but no character) is refused too: it could never be stored or shown."""
     try:
-        value = json.loads(body)
+        value = json.loads(body.decode("utf-8"))
     except (ValueError, RecursionError):
-        raise BadPayload("the body is not JSON") from None
+        raise BadPayload("the body is not JSON in UTF-8") from None
     if not isinstance(value, dict):
         raise BadPayload("the body is not a JSON object")
+    if not _encodable(value):
+        raise BadPayload("the body holds a lone surrogate: not valid Unicode")
     return value
+
+
+def _encodable(value: object) -> bool:
+    """Whether every string in ``value`` (keys included) is valid Unicode (no lone surrogates)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def header(headers: Mapping[str, str], name: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from adapters import signing
 from adapters.hooks.common import epoch, ident, json_object, obj, text
-from broadcaster.domain.errors import BadPayload, BadSignature
+from broadcaster.domain.errors import BadPayload, BadSignature, ConfigError
 from broadcaster.domain.ports import Signal
 
 
@@ -37,7 +37,7 @@ class WebhookHooks:
             raise BadSignature("no inbound secret configured for this account")
         try:
             key = signing.verify(secret, dict(headers), body, now)
-        except signing.SignatureError as exc:
+        except (signing.SignatureError, ConfigError) as exc:  # a secret we cannot use refuses every request
             raise BadSignature(str(exc)) from None
         if len(key) > 180:
             raise BadPayload("webhook-id is too long")

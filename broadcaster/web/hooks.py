@@ -8,6 +8,7 @@ database cannot take it, so the platform retries. Nothing else, whatever the inp
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
@@ -18,6 +19,18 @@ from broadcaster.domain.errors import HookRejected
 from broadcaster.web.state import STATE, WebState
 
 log = logging.getLogger(__name__)
+
+
+KEY_MAX = 200  # inbound_event.key
+
+
+def bounded_key(key: str) -> str:
+    """The event key as stored: a key longer than the column (a 250-digit Telegram ``update_id``, a
+    bridge's long ``webhook-id``) becomes a hash of itself, still unique per event, instead of failing
+    the insert of every event written with it."""
+    if len(key) <= KEY_MAX:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _answer(state: WebState, platform: str, status: int, reason: str) -> web.Response:
@@ -59,7 +72,7 @@ async def receive(request: web.Request) -> web.Response:
     except HookRejected as exc:
         return _answer(state, platform, exc.status, str(exc))
     try:
-        await state.store.store(account.id, platform, key, body)
+        await state.store.store(account.id, platform, bounded_key(key), body)
     except Exception:  # the database is unavailable: the platform will deliver it again
         log.exception("could not store a %s event", platform)
         return _answer(state, platform, 503, "temporarily unavailable")

@@ -18,6 +18,7 @@ from adapters.sandbox.webhook_gateway import STATE, GatewayTarget, create_app
 from adapters.webhook import WebhookSender, translate
 from broadcaster.domain.errors import (
     AuthFailed,
+    ConfigError,
     PermanentError,
     RateLimited,
     TargetGone,
@@ -204,3 +205,25 @@ async def test_gateway_members_reply_signed_with_its_own_secret() -> None:
     assert event["type"] == "message.reply"
     assert event["data"]["delivery_id"] == "delivery-9"
     assert event["data"]["partner_message_id"] == result.message_ids[0]
+
+
+async def test_a_secret_without_base64_padding_is_accepted_as_the_reference_library_does() -> None:
+    """``whsec_`` keys whose base64 leaves out its ``=`` padding are valid for the Standard Webhooks
+    reference library; both our signing and the gateway's own signer accept them."""
+    unpadded = "whsec_" + base64.b64encode(b"a 31-byte key of this bridge!!!").decode().rstrip("=")
+    assert not unpadded.endswith("=") and len(unpadded.removeprefix("whsec_")) % 4
+    headers = signing.headers(unpadded, "msg_1", b'{"a": 1}')
+    Webhook(unpadded).verify(b'{"a": 1}', headers)  # the reference agrees
+    async with Running(create_app(unpadded)) as gateway:
+        sender = WebhookSender(gateway.url, Secret(unpadded))
+        try:
+            result = await sender.send(TARGET, _message(), "delivery-9")  # type: ignore[arg-type]
+        finally:
+            await sender.close()
+    assert result.message_ids == ("m_1",)
+
+
+@pytest.mark.parametrize("secret", ["whsec_", "whsec_not base64!", "whsec_a"])
+def test_a_secret_that_cannot_be_decoded_is_a_configuration_error(secret: str) -> None:
+    with pytest.raises(ConfigError, match="whsec_ followed by base64"):
+        WebhookSender("http://127.0.0.1:9", Secret(secret))

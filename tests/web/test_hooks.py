@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import io
@@ -408,3 +409,37 @@ async def test_a_bad_stored_event_fails_alone_in_its_chunk(app: App, monkeypatch
         replies = await _count(app, Interaction, col(Interaction.delivery_id) == delivery.id)
     assert statuses == {**{f"k{n}": "done" for n in range(5)}, "bad": "failed"}
     assert replies == 5  # each reply once, though its chunk was rolled back and done again
+
+
+async def test_json_that_is_not_unicode_is_refused_and_long_keys_are_stored_hashed(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body with an encoded lone surrogate (raw CESU bytes or a ``\\ud800`` escape) is valid JSON
+    syntax but no text: 400, nothing stored. A 250-digit update_id is a valid update: its key is hashed
+    to fit the column, and an event arriving with it is stored too (a bad row never fails the batch)."""
+    world = await build(app, monkeypatch)
+    web = await client(app)
+    try:
+        headers = {"X-Telegram-Bot-Api-Secret-Token": world.secrets["tg"], "Content-Type": "application/json"}
+        escaped = b'{"update_id": 7, "message": {"chat": {"id": -1}, "text": "\\ud800"}}'
+        encoded = b'{"update_id": 8, "message": {"chat": {"id": -1}, "text": "\xed\xa0\x80"}}'
+        for bad in (escaped, encoded):
+            response = await web.post("/hooks/telegram/tg", data=bad, headers=headers)
+            assert response.status == 400, await response.text()
+        paired = body({"update_id": 9, "message": {"chat": {"id": -1}, "text": "😀 \U0001f600"}})
+        assert (await web.post("/hooks/telegram/tg", data=paired, headers=headers)).status == 200
+        huge = int("9" * 250)
+        responses = await asyncio.gather(
+            web.post("/hooks/telegram/tg", data=tg_reply(huge, "-1", "1"), headers=headers),
+            web.post("/hooks/telegram/tg", data=tg_reply(10, "-1", "1"), headers=headers),
+        )
+        assert [r.status for r in responses] == [200, 200]
+        again = await web.post("/hooks/telegram/tg", data=tg_reply(huge, "-1", "1"), headers=headers)
+        assert again.status == 200
+    finally:
+        await web.close()
+    async with app.sessions() as s:
+        keys = sorted((await s.execute(select(InboundEvent.key))).scalars())  # type: ignore[call-overload]
+    assert len(keys) == 3 and {"u9", "u10"} < set(keys)
+    (hashed,) = [k for k in keys if k.startswith("sha256:")]
+    assert len(hashed) <= 200
