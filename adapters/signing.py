@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import time
 
-from broadcaster.domain.errors import ConfigError
+from broadcaster.domain.secrets import whsec_key
 
 TOLERANCE_SECONDS = 300
 PREFIX = "whsec_"
@@ -23,17 +23,8 @@ class SignatureError(ValueError):
 
 
 def secret_key(secret: str) -> bytes:
-    """The HMAC key of a ``whsec_`` secret. Its base64 may leave out the ``=`` padding (the reference
-    library accepts that, so bridges hand such secrets out); one that cannot be decoded at all, or is
-    empty, is a configuration error (the account is paused with an alert, never retried)."""
-    raw = secret.removeprefix(PREFIX).strip()
-    try:
-        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
-    except ValueError:
-        key = b""
-    if not key:
-        raise ConfigError("the webhook secret must be whsec_ followed by base64 (a key of at least one byte)")
-    return key
+    """The HMAC key of a ``whsec_`` secret (unpadded base64 accepted); a ``ConfigError`` when it has none."""
+    return whsec_key(secret)
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:

@@ -37,13 +37,14 @@ from yarl import URL
 from broadcaster.domain.errors import (
     AuthFailed,
     DeliveryError,
+    NotSupported,
     PermanentError,
     RateLimited,
     TargetGone,
     TargetMigrated,
     TransientError,
 )
-from broadcaster.domain.ports import Media, RenderedMessage, SendResult, Target
+from broadcaster.domain.ports import Media, RenderedMessage, SendResult, Target, WebhookInfo
 from broadcaster.domain.secrets import Secret, redact_text
 
 DEFAULT_BASE_URL = "https://api.telegram.org"
@@ -330,14 +331,36 @@ class TelegramSender:
         return out
 
     async def edit(self, target: Target, message_id: str, message: RenderedMessage) -> None:
+        """A text message gets its text replaced (editMessageText); a photo or document sent with the
+        post as its caption gets the caption (editMessageCaption) or, when the attachment changed, the
+        file and caption together (editMessageMedia). Telegram refuses editMessageText on a captioned
+        message: that is ``NotSupported`` (a correction is posted instead)."""
         bot = await self._bot()
+        chat, ident = target.external_id, int(message_id)
         try:
-            await bot.edit_message_text(
-                message.parts[0],
-                chat_id=target.external_id,
-                message_id=int(message_id),
-                parse_mode=ParseMode.HTML,
-            )
+            if len(message.media) == 1 and message.caption is not None:
+                if message.keep_media:
+                    await bot.edit_message_caption(
+                        chat_id=chat, message_id=ident, caption=message.caption, parse_mode=ParseMode.HTML
+                    )
+                else:
+                    item = message.media[0]
+                    kind = InputMediaPhoto if item.kind == "photo" else InputMediaDocument
+                    media = kind(
+                        item.data, caption=message.caption, parse_mode=ParseMode.HTML, filename=item.filename
+                    )
+                    await bot.edit_message_media(media, chat_id=chat, message_id=ident)
+            else:
+                await bot.edit_message_text(
+                    message.parts[0], chat_id=chat, message_id=ident, parse_mode=ParseMode.HTML
+                )
+        except BadRequest as exc:
+            if "there is no text in the message to edit" in exc.message.lower():
+                raise NotSupported(
+                    "telegram: the post went out as a photo or document with a caption and the new "
+                    "revision has no attachment: a correction is posted instead"
+                ) from None
+            raise translate(exc, "telegram edit") from None
         except TelegramError as exc:
             raise translate(exc, "telegram edit") from None
 
@@ -372,20 +395,20 @@ class TelegramSender:
         except TelegramError as exc:
             raise translate(exc, "telegram deleteWebhook") from None
 
-    async def webhook_info(self) -> dict[str, Any]:
+    async def webhook_info(self) -> WebhookInfo:
         """What Telegram reports: the URL, updates waiting, and the last delivery error it saw."""
         bot = await self._bot()
         try:
             info = await bot.get_webhook_info()
         except TelegramError as exc:
             raise translate(exc, "telegram getWebhookInfo") from None
-        return {
-            "url": info.url,
-            "pending_update_count": info.pending_update_count,
-            "allowed_updates": list(info.allowed_updates or ()),
-            "last_error_date": info.last_error_date.isoformat() if info.last_error_date else None,
-            "last_error_message": info.last_error_message,
-        }
+        return WebhookInfo(
+            info.url,
+            info.pending_update_count,
+            tuple(info.allowed_updates or ()),
+            info.last_error_date,
+            info.last_error_message,
+        )
 
     async def close(self) -> None:
         if self._ready:

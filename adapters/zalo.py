@@ -8,6 +8,7 @@ refresh token, rotated under an exclusive lock and persisted before use), then t
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -32,6 +33,9 @@ RATE_LIMIT_WAIT = 60.0  # -32 carries no wait; the documented window is a minute
 QUOTA_WAIT = 3600.0
 IMAGE_MAX = 1024 * 1024
 TOKEN_ERRORS = {-216, -220}
+# A refresh the OAuth server could not answer is tried three times, 0.5 s and 1 s apart.
+REFRESH_ATTEMPTS = 3
+REFRESH_BACKOFF = 0.5
 _RATE = {-32: RATE_LIMIT_WAIT, -211: QUOTA_WAIT, -214: RATE_LIMIT_WAIT}
 _GONE = {
     -237,
@@ -98,19 +102,37 @@ class ZaloSender:
         return tokens.access_token
 
     async def _refresh(self, current: OAuthTokens) -> OAuthTokens:
+        """Exchange the refresh token (under the token store's lock). Only an answer of the OAuth server
+        that says no (a JSON ``error``, a 4xx) is a refusal that pauses the account; a network failure,
+        a 5xx or 429 or a proxy's page did not spend the token: tried again with backoff, then a
+        ``TransientError`` (the delivery is retried later, the account stays active)."""
         form = {"refresh_token": current.refresh_token, "app_id": self._app_id, "grant_type": "refresh_token"}
-        reply = await request(
-            self._session,
-            "POST",
-            f"{self.oauth_url}/v4/oa/access_token",
-            what="zalo token refresh",
-            data=form,
-            headers={"secret_key": self._app_secret.reveal()},
-        )
-        body = reply.json()
-        if reply.status != 200 or not isinstance(body, dict) or not body.get("access_token"):
-            code = body.get("error") if isinstance(body, dict) else None
-            raise AuthFailed(f"zalo token refresh refused (error {code}); re-authorise the OA")
+        for attempt in range(1, REFRESH_ATTEMPTS + 1):
+            try:
+                reply = await request(
+                    self._session,
+                    "POST",
+                    f"{self.oauth_url}/v4/oa/access_token",
+                    what="zalo token refresh",
+                    data=form,
+                    headers={"secret_key": self._app_secret.reveal()},
+                )
+            except TransientError:
+                if attempt == REFRESH_ATTEMPTS:
+                    raise
+                await asyncio.sleep(REFRESH_BACKOFF * 2 ** (attempt - 1))
+                continue
+            body = reply.json()
+            if reply.status >= 500 or reply.status == 429 or not isinstance(body, dict):
+                if attempt == REFRESH_ATTEMPTS:
+                    raise TransientError(
+                        f"zalo token refresh: HTTP {reply.status}, the OAuth server is unavailable"
+                    )
+                await asyncio.sleep(REFRESH_BACKOFF * 2 ** (attempt - 1))
+                continue
+            break
+        if reply.status != 200 or not body.get("access_token"):
+            raise AuthFailed(f"zalo token refresh refused (error {body.get('error')}); re-authorise the OA")
         try:
             expires_in = float(body.get("expires_in", 90000))
         except (TypeError, ValueError):

@@ -6,12 +6,14 @@ from __future__ import annotations
 import gc
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from broadcaster.domain.errors import ConfigError, InputError
 from broadcaster.domain.models import Account
 from broadcaster.domain.platforms import platform_facts
-from broadcaster.domain.ports import HookCodec, Sender
+from broadcaster.domain.ports import HookCodec, Sender, WebhookInfo
+from broadcaster.domain.results import OMIT_IF_NONE
 from broadcaster.domain.secrets import Secret, resolve
 from broadcaster.domain.settings import Settings
 from broadcaster.inbound.links import confirmation_token, link_tracker
@@ -19,7 +21,48 @@ from broadcaster.storage.app import App
 from broadcaster.units.tiers import seed_default_tiers
 
 if TYPE_CHECKING:
-    from broadcaster.dispatch.dispatcher import Dispatcher
+    from broadcaster.dispatch.dispatcher import Dispatcher, Stats
+
+
+@dataclass(frozen=True, slots=True)
+class InitResult:
+    """``cns init``: the database (password hidden) and its schema revision before (None: new) and after."""
+
+    database: str
+    before: str | None
+    after: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSummary:
+    """``cns worker``: what one worker did until it stopped (``errors``: platform errors by class)."""
+
+    worker: str
+    claimed: int
+    sent: int
+    failed: int
+    retried: int
+    recovered: int
+    errors: Mapping[str, int]
+
+    @classmethod
+    def of(cls, worker: str, stats: Stats) -> WorkerSummary:
+        return cls(
+            worker,
+            stats.claimed,
+            stats.sent,
+            stats.failed,
+            stats.retried,
+            stats.recovered,
+            dict(stats.errors),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSummary:
+    """``cns serve``: where it listened, once stopped."""
+
+    url: str
 
 
 async def initialise(settings: Settings) -> tuple[App, str | None, str | None]:
@@ -129,7 +172,20 @@ def make_web_app(app: App, *, process: bool = True) -> Any:
 TELEGRAM_UPDATES = ("message", "channel_post", "message_reaction", "message_reaction_count", "my_chat_member")
 
 
-async def register_webhook(app: App, account_name: str, *, delete: bool = False) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class WebhookRegistration:
+    """``cns accounts webhook``: the URL ``cns serve`` is reached at for this account; Telegram's own
+    view after registering (``info``), or, for the platforms set up in a console, ``where``."""
+
+    account: str
+    platform: str
+    url: str
+    registered: bool
+    where: str | None = field(default=None, metadata=OMIT_IF_NONE)
+    info: WebhookInfo | None = field(default=None, metadata=OMIT_IF_NONE)
+
+
+async def register_webhook(app: App, account_name: str, *, delete: bool = False) -> WebhookRegistration:
     """Point the account's platform at ``cns serve`` (``{CNS_PUBLIC_URL}/hooks/{platform}/{account}``).
 
     Telegram is registered through the Bot API (setWebhook with the account's 'hook' secret as the
@@ -142,7 +198,6 @@ async def register_webhook(app: App, account_name: str, *, delete: bool = False)
         account = await get_account(s, account_name)
     url = f"{app.settings.public_url.rstrip('/')}/hooks/{account.platform}/{account.name}"
     hook_ref = account.settings.get("secrets", {}).get("hook")
-    out: dict[str, Any] = {"account": account.name, "platform": account.platform, "url": url}
     if not hook_ref and not delete:
         raise ConfigError(
             f"account {account.name} has no 'hook' secret: add one with "
@@ -151,8 +206,9 @@ async def register_webhook(app: App, account_name: str, *, delete: bool = False)
     if account.platform != "telegram":
         if delete:
             raise InputError(f"{account.platform} webhooks are removed in the platform's console")
-        out.update(registered=False, where=platform_facts(account.platform).hook_setup)
-        return out
+        return WebhookRegistration(
+            account.name, account.platform, url, False, where=platform_facts(account.platform).hook_setup
+        )
     secret = resolve(hook_ref, app.settings.secrets_file).reveal() if hook_ref else ""
     if not delete and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
         raise ConfigError("Telegram's secret token is 1-256 of A-Z a-z 0-9 _ -: change the 'hook' secret")
@@ -171,7 +227,7 @@ async def register_webhook(app: App, account_name: str, *, delete: bool = False)
             await sender.delete_webhook()
         else:
             await sender.set_webhook(url, secret, TELEGRAM_UPDATES)
-        out.update(registered=not delete, info=await sender.webhook_info())
+        info = await sender.webhook_info()
     finally:
         await sender.close()
-    return out
+    return WebhookRegistration(account.name, account.platform, url, not delete, info=info)

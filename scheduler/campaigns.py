@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,9 +24,10 @@ from broadcaster.directory import audit
 from broadcaster.directory.accounts import check_platform
 from broadcaster.directory.users import Actor, Permission, get_actor
 from broadcaster.dispatch import planning
-from broadcaster.domain.errors import CnsError, Conflict, InputError, NotFound
+from broadcaster.domain.errors import CnsError, Conflict, DatabaseUnavailable, InputError, NotFound
 from broadcaster.domain.models import Alert, Campaign, ContentItem, User, pk
 from broadcaster.domain.sqltypes import utcnow
+from broadcaster.domain.states import CampaignStatus
 from broadcaster.domain.timeutil import LOCAL_TZ
 from broadcaster.storage.app import App
 from broadcaster.units.tree import load_tree
@@ -109,21 +111,31 @@ def next_occurrence(campaign: Campaign, after: datetime) -> datetime | None:
     return found if isinstance(found, datetime) else None
 
 
-async def list_campaigns(session: AsyncSession) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class CampaignInfo:
+    """``cns campaigns add|list``: a campaign, its posts (content ids in order), the index of the next
+    one, and the next occurrence (local time; None once it is not active)."""
+
+    id: int
+    name: str
+    status: str
+    posts: tuple[int, ...]
+    next_post: int
+    rrule: str
+    scope: tuple[str, ...]
+    next_occurrence: datetime | None
+
+
+async def list_campaigns(session: AsyncSession) -> list[CampaignInfo]:
     out = []
     for c in (await session.execute(select(Campaign).order_by(col(Campaign.id)))).scalars():
         upcoming = next_occurrence(c, c.last_occurrence or c.starts_at.replace(microsecond=0) - _EPSILON)
+        if c.status != CampaignStatus.ACTIVE:
+            upcoming = None
         out.append(
-            {
-                "id": c.id,
-                "name": c.name,
-                "status": c.status,
-                "posts": c.posts,
-                "next_post": c.next_post,
-                "rrule": c.rrule,
-                "scope": c.scope,
-                "next_occurrence": upcoming.isoformat() if upcoming and c.status == "active" else None,
-            }
+            CampaignInfo(
+                pk(c.id), c.name, c.status, tuple(c.posts), c.next_post, c.rrule, tuple(c.scope), upcoming
+            )
         )
     return out
 
@@ -134,7 +146,9 @@ async def run_due(app: App, now: datetime | None = None) -> list[int]:
     planned: list[int] = []
     async with app.transaction() as s:
         campaigns = (
-            (await s.execute(select(Campaign).where(col(Campaign.status) == "active"))).scalars().all()
+            (await s.execute(select(Campaign).where(col(Campaign.status) == CampaignStatus.ACTIVE)))
+            .scalars()
+            .all()
         )
     for campaign in campaigns:
         since = campaign.last_occurrence or campaign.starts_at - _EPSILON
@@ -145,6 +159,8 @@ async def run_due(app: App, now: datetime | None = None) -> list[int]:
             continue
         try:
             dispatch_id = await _occur(app, pk(campaign.id), due[-1], skipped=len(due) - 1)
+        except DatabaseUnavailable:
+            raise  # not this campaign's fault: the occurrence is planned when the database is back
         except CnsError as exc:  # one broken campaign must not stop the others
             log.warning("campaign %s: %s", campaign.name, exc)
             async with app.transaction() as s:
@@ -167,12 +183,12 @@ async def _occur(app: App, campaign_id: int, occurrence: datetime, skipped: int)
         actor = await get_actor(s, creator.name)
         campaign.last_occurrence = occurrence
         if campaign.next_post >= len(campaign.posts):
-            campaign.status = "ended"
+            campaign.status = CampaignStatus.ENDED
             return None
         post = campaign.posts[campaign.next_post]
         campaign.next_post += 1
         if campaign.next_post >= len(campaign.posts):
-            campaign.status = "ended"
+            campaign.status = CampaignStatus.ENDED
         quiet = parse_quiet_plan(campaign.quiet_hours)
         result = await planning.plan(
             s,
@@ -212,7 +228,10 @@ async def loop(app: App, stop: Any, interval: float = 30.0) -> None:
     while not stop.is_set():
         try:
             await run_due(app)
-        except Exception:  # the dispatcher keeps working if the scheduler trips
-            log.exception("scheduler tick failed")
+        except Exception as exc:  # the dispatcher keeps working if the scheduler trips
+            if (unavailable := app.unavailable(exc)) is not None:  # one line a tick, not a traceback
+                log.warning("scheduler tick skipped: %s", unavailable)
+            else:
+                log.exception("scheduler tick failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -13,6 +13,9 @@ from broadcaster.storage.app import App
 from broadcaster.units.importer import import_units
 
 REFORM = date(2025, 7, 1)
+# What each platform's accounts cannot do without (broadcaster.domain.platforms), for accounts that
+# tests never really send through.
+REQUIRED_SETTINGS = {"zalo": {"app_id": "1"}, "webhook": {"base_url": "https://bridge.example"}}
 TODAY = date(2026, 11, 28)
 
 
@@ -47,7 +50,12 @@ async def add_accounts(app: App) -> None:
     async with app.transaction() as s:
         for name, platform in (("tg", "telegram"), ("zalo", "zalo"), ("fb", "facebook"), ("hook", "webhook")):
             await accounts.add_account(
-                s, admin, name, platform, secret_ref=f"env:CNS_TEST_{platform.upper()}"
+                s,
+                admin,
+                name,
+                platform,
+                secret_ref=f"env:CNS_TEST_{platform.upper()}",
+                settings=REQUIRED_SETTINGS.get(platform),
             )
 
 

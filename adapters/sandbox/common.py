@@ -36,6 +36,7 @@ class FaultConfig:
     burst_length: int = 0
     hang: float = 30.0
     paths: tuple[str, ...] = ()  # only requests whose path contains one of these (empty: all)
+    limit: int = 0  # inject at most this many faults, then answer normally (0: no limit)
 
 
 @dataclass(slots=True)
@@ -53,6 +54,7 @@ class Faults:
         self.config = config
         self._rng = random.Random(config.seed)
         self._count = self._burst_left = 0
+        self.injected = {}
 
     def _note(self, kind: str) -> None:
         self.injected[kind] = self.injected.get(kind, 0) + 1
@@ -85,7 +87,7 @@ class Faults:
         if cfg.latency:
             await asyncio.sleep(cfg.latency)
         kind = self._pick()
-        if kind is None:
+        if kind is None or (cfg.limit and sum(self.injected.values()) >= cfg.limit):
             return None
         self._note(kind)
         if kind == "timeout":

@@ -6,7 +6,7 @@ coerced), ``{"ok": true, "result": ...}`` on success and ``{"ok": false, "error_
 "parameters"?}`` with the HTTP status equal to ``error_code`` on failure (never 200 with ok=false).
 
 Modelled: bots by token; chats (group, supergroup, channel) with the bot's status, members, deletion
-and group -> supergroup migration; sendMessage/Photo/Document/MediaGroup, editMessageText,
+and group -> supergroup migration; sendMessage/Photo/Document/MediaGroup, editMessageText/Caption/Media,
 deleteMessage, getChatMemberCount, getChat, setWebhook/deleteWebhook/getWebhookInfo, getUpdates (409
 while a webhook is set); HTML entity parsing and the 4096/1024 limits in UTF-16 units; flood control
 (30 messages/s per bot, 20/min per group; 429 with retry_after, kept until it elapses); seeded faults;
@@ -388,16 +388,56 @@ def _get_me(state: TelegramState, bot: BotState, params: dict[str, Any]) -> Any:
     }
 
 
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply "
+    "markup are exactly the same as a current content and reply markup of the message"
+)
+MEDIA_KINDS = ("photo", "document")
+
+
 def _edit(state: TelegramState, bot: BotState, params: dict[str, Any]) -> Any:
     _, message = _existing(state, params, "edit")
+    if "text" not in message:  # a photo or document: its caption is edited with editMessageCaption
+        raise ApiError(400, "Bad Request: there is no text in the message to edit")
     text, _ = _checked_text(params.get("text"), params.get("parse_mode"), 4096, "text")
     if message.get("text") == text:
-        raise ApiError(
-            400,
-            "Bad Request: message is not modified: specified new message content and reply "
-            "markup are exactly the same as a current content and reply markup of the message",
-        )
+        raise ApiError(400, NOT_MODIFIED)
     message["text"] = text
+    message["edit_date"] = int(time.time())
+    return message
+
+
+def _edit_caption(state: TelegramState, bot: BotState, params: dict[str, Any]) -> Any:
+    _, message = _existing(state, params, "edit")
+    if not any(kind in message for kind in MEDIA_KINDS):
+        raise ApiError(400, "Bad Request: there is no caption in the message to edit")
+    caption, _ = _checked_text(params.get("caption"), params.get("parse_mode"), 1024, "caption")
+    if message.get("caption", "") == caption:
+        raise ApiError(400, NOT_MODIFIED)
+    if caption:
+        message["caption"] = caption
+    else:
+        message.pop("caption", None)
+    message["edit_date"] = int(time.time())
+    return message
+
+
+def _edit_media(
+    state: TelegramState, bot: BotState, params: dict[str, Any], files: dict[str, tuple[str, bytes, str]]
+) -> Any:
+    """Replaces a message's file and caption; a text message may get a file added (Bot API 7.x)."""
+    _, message = _existing(state, params, "edit")
+    item = params.get("media")
+    if not isinstance(item, dict) or item.get("type") not in MEDIA_KINDS:
+        raise ApiError(400, "Bad Request: can't parse InputMedia: media type is not specified")
+    kind = str(item["type"])
+    info = _media_field({"media": item.get("media")}, files, "media")
+    caption, _ = _checked_text(item.get("caption"), item.get("parse_mode"), 1024, "caption")
+    for old in (*MEDIA_KINDS, "text", "caption"):
+        message.pop(old, None)
+    message[kind] = _file_obj(kind, info, len(state.messages) + 1000)
+    if caption:
+        message["caption"] = caption
     message["edit_date"] = int(time.time())
     return message
 
@@ -463,6 +503,7 @@ def _get_updates(state: TelegramState, bot: BotState, params: dict[str, Any]) ->
 METHODS = {
     "getme": _get_me,
     "editmessagetext": _edit,
+    "editmessagecaption": _edit_caption,
     "deletemessage": _delete,
     "getchatmembercount": _member_count,
     "getchatmemberscount": _member_count,
@@ -483,6 +524,8 @@ async def _call(
 ) -> Any:
     if method in SEND_METHODS:
         return await _send(state, bot, method, params, files)
+    if method == "editmessagemedia":
+        return _edit_media(state, bot, params, files)
     handler = METHODS.get(method)
     if handler is None:
         raise ApiError(404, "Not Found")

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import click
 
 from broadcaster.directory.users import get_actor
+from broadcaster.domain.results import to_data
 from broadcaster.domain.settings import Settings
 from broadcaster.storage.app import App
 
@@ -48,39 +49,37 @@ def run(ctx: click.Context, work: Callable[[App], Awaitable[T]], *, check_schema
     return asyncio.run(main())
 
 
-def _default(value: object) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def to_json(result: object) -> str:
+    """A result (see ``broadcaster.domain.results``), or a list of them, as the JSON ``--json`` prints."""
+    return json.dumps(to_data(result), ensure_ascii=False, indent=2)
 
 
-def to_json(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, indent=2, default=_default)
-
-
-def emit(ctx: click.Context, data: Any, lines: Iterable[str] | str | None = None) -> None:
-    """Print ``data`` as JSON with --json, else ``lines`` (or a JSON rendering when none are given)."""
+def emit(ctx: click.Context, result: object, lines: Iterable[str] | str | None = None) -> None:
+    """Print ``result`` as JSON with --json, else ``lines`` (or the JSON when none are given)."""
     if state(ctx).json or lines is None:
-        click.echo(to_json(data))
+        click.echo(to_json(result))
         return
     click.echo(lines if isinstance(lines, str) else "\n".join(lines))
 
 
-def table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
-    if not rows:
+def table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """Rows of cells (one per column) as aligned text; ``-`` for None, JSON for lists and mappings."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    if not cells:
         return ["(none)"]
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     out = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     out += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     return out
 
 
-def _cell(value: Any) -> str:
+def _cell(value: object) -> str:
     if value is None:
         return "-"
-    if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple | Mapping):
+        return json.dumps(to_data(value), ensure_ascii=False)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
     return str(value)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from broadcaster.cli.base import emit, run, table
@@ -53,13 +51,13 @@ def campaigns_add(
     quiet: str,
 ) -> None:
     """Create a campaign; `cns worker` dispatches each post when its occurrence comes."""
-    from scheduler.campaigns import add_campaign, list_campaigns
+    from scheduler.campaigns import CampaignInfo, add_campaign, list_campaigns
     from scheduler.timing import parse_waves
 
     def split(value: str) -> list[str]:
         return [v.strip() for v in value.split(",") if v.strip()]
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> CampaignInfo:
         async with app.transaction() as s:
             actor = await users.get_actor(s, app.settings.user)
             campaign = await add_campaign(
@@ -75,25 +73,29 @@ def campaigns_add(
                 waves=parse_waves(waves),
                 quiet_hours=quiet,
             )
-            return next(c for c in await list_campaigns(s) if c["id"] == campaign.id)
+            return next(c for c in await list_campaigns(s) if c.id == campaign.id)
 
-    data = run(ctx, work)
-    emit(
-        ctx,
-        data,
-        f"campaign {data['id']} {name!r}: {len(data['posts'])} posts, next {data['next_occurrence']}",
-    )
+    added = run(ctx, work)
+    upcoming = added.next_occurrence.isoformat() if added.next_occurrence else None
+    emit(ctx, added, f"campaign {added.id} {name!r}: {len(added.posts)} posts, next {upcoming}")
 
 
 @campaigns_group.command("list")
 @click.pass_context
 def campaigns_list(ctx: click.Context) -> None:
     """List campaigns with their next occurrence."""
-    from scheduler.campaigns import list_campaigns
+    from scheduler.campaigns import CampaignInfo, list_campaigns
 
-    async def work(app: App) -> list[dict[str, Any]]:
+    async def work(app: App) -> list[CampaignInfo]:
         async with app.transaction() as s:
             return await list_campaigns(s)
 
     rows = run(ctx, work)
-    emit(ctx, rows, table(rows, ["id", "name", "status", "posts", "next_post", "next_occurrence", "rrule"]))
+    emit(
+        ctx,
+        rows,
+        table(
+            ["id", "name", "status", "posts", "next_post", "next_occurrence", "rrule"],
+            [(c.id, c.name, c.status, c.posts, c.next_post, c.next_occurrence, c.rrule) for c in rows],
+        ),
+    )

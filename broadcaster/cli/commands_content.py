@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -11,6 +10,8 @@ from broadcaster.cli.base import emit, run, table
 from broadcaster.directory import users
 from broadcaster.dispatch import planning
 from broadcaster.domain.errors import InputError
+from broadcaster.domain.models import pk
+from broadcaster.domain.states import ContentStatus
 from broadcaster.domain.timeutil import parse_time
 from broadcaster.editorial import workflow
 from broadcaster.storage.app import App
@@ -68,7 +69,7 @@ def content_new(
     text = _body(body, body_file, required=True)
     assert text is not None
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> workflow.RevisionSaved:
         async with app.transaction() as session:
             actor = await users.get_actor(session, app.settings.user)
             item, revision = await workflow.create(
@@ -81,15 +82,10 @@ def content_new(
                 files=files,
                 max_bytes=app.settings.attachment_max_bytes,
             )
-            return {
-                "id": item.id,
-                "status": item.status,
-                "revision": revision.number,
-                "sha256": revision.sha256,
-            }
+            return workflow.RevisionSaved(pk(item.id), item.status, revision.number, revision.sha256)
 
-    data = run(ctx, work)
-    emit(ctx, data, f"content {data['id']} created (draft, revision 1, sha256 {data['sha256'][:12]})")
+    saved = run(ctx, work)
+    emit(ctx, saved, f"content {saved.id} created (draft, revision 1, sha256 {saved.sha256[:12]})")
 
 
 @content_group.command("edit")
@@ -116,7 +112,7 @@ def content_edit(
     """Add a new revision; the item returns to draft and needs a new approval."""
     text = _body(body, body_file, required=False)
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> workflow.RevisionSaved:
         async with app.transaction() as session:
             actor = await users.get_actor(session, app.settings.user)
             revision = await workflow.edit(
@@ -131,15 +127,10 @@ def content_edit(
                 drop_attachments=drop_attachments,
                 max_bytes=app.settings.attachment_max_bytes,
             )
-            return {
-                "id": content_id,
-                "status": "draft",
-                "revision": revision.number,
-                "sha256": revision.sha256,
-            }
+            return workflow.RevisionSaved(content_id, ContentStatus.DRAFT, revision.number, revision.sha256)
 
-    data = run(ctx, work)
-    emit(ctx, data, f"content {content_id}: revision {data['revision']} (draft)")
+    saved = run(ctx, work)
+    emit(ctx, saved, f"content {content_id}: revision {saved.revision} (draft)")
 
 
 def _simple(action: str, doc: str) -> click.Command:
@@ -147,14 +138,14 @@ def _simple(action: str, doc: str) -> click.Command:
     @click.argument("content_id", type=int)
     @click.pass_context
     def command(ctx: click.Context, content_id: int) -> None:
-        async def work(app: App) -> dict[str, Any]:
+        async def work(app: App) -> workflow.ContentState:
             async with app.transaction() as session:
                 actor = await users.get_actor(session, app.settings.user)
                 item = await getattr(workflow, action)(session, actor, content_id)
-                return {"id": item.id, "status": item.status, "revision": item.latest_revision}
+                return workflow.ContentState.of(item)
 
-        data = run(ctx, work)
-        emit(ctx, data, f"content {content_id}: {data['status']}")
+        state = run(ctx, work)
+        emit(ctx, state, f"content {content_id}: {state.status}")
 
     return command
 
@@ -170,19 +161,14 @@ content_group.add_command(_simple("archive", "Archive a content item."))
 def content_approve(ctx: click.Context, content_id: int, revision: int | None) -> None:
     """Approve the latest revision (pinned by its hash). Authors cannot approve their own revision."""
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> workflow.Approved:
         async with app.transaction() as session:
             actor = await users.get_actor(session, app.settings.user)
             approval = await workflow.approve(session, actor, content_id, revision)
-            return {
-                "id": content_id,
-                "status": "approved",
-                "sha256": approval.revision_sha256,
-                "by": actor.name,
-            }
+            return workflow.Approved(content_id, ContentStatus.APPROVED, approval.revision_sha256, actor.name)
 
-    data = run(ctx, work)
-    emit(ctx, data, f"content {content_id}: approved (sha256 {data['sha256'][:12]}) by {data['by']}")
+    done = run(ctx, work)
+    emit(ctx, done, f"content {content_id}: approved (sha256 {done.sha256[:12]}) by {done.by}")
 
 
 @content_group.command("reject")
@@ -192,14 +178,13 @@ def content_approve(ctx: click.Context, content_id: int, revision: int | None) -
 def content_reject(ctx: click.Context, content_id: int, reason: str) -> None:
     """Reject the submitted revision, with a reason."""
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> workflow.Rejected:
         async with app.transaction() as session:
             actor = await users.get_actor(session, app.settings.user)
             await workflow.reject(session, actor, content_id, reason)
-            return {"id": content_id, "status": "rejected", "reason": reason}
+            return workflow.Rejected(content_id, ContentStatus.REJECTED, reason)
 
-    data = run(ctx, work)
-    emit(ctx, data, f"content {content_id}: rejected ({reason})")
+    emit(ctx, run(ctx, work), f"content {content_id}: rejected ({reason})")
 
 
 @content_group.command("show")
@@ -208,31 +193,30 @@ def content_reject(ctx: click.Context, content_id: int, reason: str) -> None:
 def content_show(ctx: click.Context, content_id: int) -> None:
     """Show a content item with its revisions and decisions."""
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> workflow.ContentDetail:
         async with app.transaction() as session:
             return await workflow.show(session, content_id)
 
-    data = run(ctx, work)
-    latest = data["revisions"][-1]
+    item = run(ctx, work)
+    latest = item.revisions[-1]
     lines = [
-        f"content {data['id']} [{data['status']}] by {data['author']}: {latest['title']}",
-        f"category: {latest['category']}; revision {data['latest_revision']}; "
-        f"approved revision: {data['approved_revision'] or '-'}",
+        f"content {item.id} [{item.status}] by {item.author}: {latest.title}",
+        f"category: {latest.category}; revision {item.latest_revision}; "
+        f"approved revision: {item.approved_revision or '-'}",
         "",
-        latest["body"],
+        latest.body,
         "",
     ]
-    lines += [f"link: {link}" for link in latest["links"]]
-    lines += [f"attachment: {h}" for h in latest["attachments"]]
+    lines += [f"link: {link}" for link in latest.links]
+    lines += [f"attachment: {h}" for h in latest.attachments]
     lines += [
-        f"r{r['number']} {r['sha256'][:12]} by {r['author']} at {r['created_at']}" for r in data["revisions"]
+        f"r{r.number} {r.sha256[:12]} by {r.author} at {r.created_at.isoformat()}" for r in item.revisions
     ]
     lines += [
-        f"{d['decision']} r{d['revision']} by {d['by']} at {d['at']}"
-        + (f": {d['reason']}" if d["reason"] else "")
-        for d in data["decisions"]
+        f"{d.decision} r{d.revision} by {d.by} at {d.at.isoformat()}" + (f": {d.reason}" if d.reason else "")
+        for d in item.decisions
     ]
-    emit(ctx, data, lines)
+    emit(ctx, item, lines)
 
 
 @content_group.command("list")
@@ -241,12 +225,19 @@ def content_show(ctx: click.Context, content_id: int) -> None:
 def content_list(ctx: click.Context, status: str | None) -> None:
     """List content items."""
 
-    async def work(app: App) -> list[dict[str, Any]]:
+    async def work(app: App) -> list[workflow.ContentSummary]:
         async with app.transaction() as session:
             return await workflow.list_items(session, status)
 
     rows = run(ctx, work)
-    emit(ctx, rows, table(rows, ["id", "status", "revision", "approved_revision", "category", "title"]))
+    emit(
+        ctx,
+        rows,
+        table(
+            ["id", "status", "revision", "approved_revision", "category", "title"],
+            [(c.id, c.status, c.revision, c.approved_revision, c.category, c.title) for c in rows],
+        ),
+    )
 
 
 def _codes(value: str | None) -> list[str]:
@@ -290,10 +281,10 @@ def send(
     offsets = parse_waves(waves)
     hours = parse_quiet_plan(quiet)
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> planning.PlanResult:
         async with app.transaction() as session:
             actor = await users.get_actor(session, app.settings.user)
-            result = await planning.plan(
+            return await planning.plan(
                 session,
                 actor,
                 content_id,
@@ -307,15 +298,14 @@ def send(
                 adjust_key=f"quiet {hours.describe()}" if hours is not None else "",
                 quiet_hours=hours.describe() if hours is not None else "",
             )
-            return result.to_dict()
 
-    data = run(ctx, work)
-    verb = "planned" if data["created"] else "already planned"
+    plan = run(ctx, work)
+    verb = "planned" if plan.created else "already planned"
     lines = [
-        f"dispatch {data['dispatch']} {verb}: {data['added']} deliveries added, {data['total']} in all, "
-        f"send at {data['scheduled_at']} (tree of {data['as_of']})",
-        "by tier: " + ", ".join(f"{k} {v}" for k, v in data["by_level"].items()),
-        "by platform: " + ", ".join(f"{k} {v}" for k, v in data["by_platform"].items()),
+        f"dispatch {plan.dispatch_id} {verb}: {plan.added} deliveries added, {plan.total} in all, "
+        f"send at {plan.scheduled_at.isoformat()} (tree of {plan.as_of})",
+        "by tier: " + ", ".join(f"{k} {v}" for k, v in plan.by_level.items()),
+        "by platform: " + ", ".join(f"{k} {v}" for k, v in plan.by_platform.items()),
         "`cns worker` (or `cns serve`) sends it from then on; `cns status` follows it.",
     ]
-    emit(ctx, data, lines)
+    emit(ctx, plan, lines)

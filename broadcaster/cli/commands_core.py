@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-from broadcaster.bootstrap import initialise
+from broadcaster.bootstrap import InitResult, initialise
 from broadcaster.cli.base import emit, run, state, table
 from broadcaster.directory import audit, users
+from broadcaster.domain.results import as_dict
 from broadcaster.domain.timeutil import parse_date, today
 from broadcaster.storage.app import App
 from broadcaster.storage.db import describe_url
-from broadcaster.units.aliases import import_aliases
-from broadcaster.units.importer import import_units
-from broadcaster.units.tiers import tiers_as_of
-from broadcaster.units.tree import load_tree
+from broadcaster.units.aliases import AliasImport, import_aliases
+from broadcaster.units.importer import ImportReport, import_units
+from broadcaster.units.tiers import TierList, list_tiers
+from broadcaster.units.tree import TreeNode, TreeOutline, outline
 
 FILE = click.Path(path_type=Path, dir_okay=False)
 
@@ -40,15 +42,11 @@ def init(ctx: click.Context) -> None:
         return before, after
 
     before, after = run(ctx, work, check_schema=False)
-    where = describe_url(settings.database_url)
+    result = InitResult(describe_url(settings.database_url), before, after)
     verb = (
         "created" if before is None else ("already current" if before == after else f"upgraded from {before}")
     )
-    emit(
-        ctx,
-        {"database": where, "before": before, "after": after},
-        f"database {where}: {verb} (schema {after})",
-    )
+    emit(ctx, result, f"database {result.database}: {verb} (schema {after})")
 
 
 @click.group("units")
@@ -67,7 +65,7 @@ def units_import(ctx: click.Context, file: Path, valid_from: str, mapping: Path 
     """Import units from FILE (columns code,name,type,level,parent_code)."""
     day = parse_date(valid_from)
 
-    async def work(app: App) -> dict[str, object]:
+    async def work(app: App) -> ImportReport:
         async with app.transaction() as session:
             actor = await users.get_actor(session, app.settings.user)
             actor.require(users.Permission.MANAGE_UNITS)
@@ -78,17 +76,17 @@ def units_import(ctx: click.Context, file: Path, valid_from: str, mapping: Path 
                 "units.import",
                 "unit",
                 file.name,
-                after={**report.to_dict(), "mapping": mapping.name if mapping else None},
+                after={**as_dict(report), "mapping": mapping.name if mapping else None},
             )
-            return report.to_dict()
+            return report
 
     report = run(ctx, work)
     emit(
         ctx,
         report,
-        f"imported {file.name} from {day}: {report['added']} added, {report['changed']} changed, "
-        f"{report['unchanged']} unchanged, {report['moved']} moved, {report['closed']} closed, "
-        f"{report['successions']} successions",
+        f"imported {file.name} from {day}: {report.added} added, {report.changed} changed, "
+        f"{report.unchanged} unchanged, {report.moved} moved, {report.closed} closed, "
+        f"{report.successions} successions",
     )
 
 
@@ -100,7 +98,7 @@ def units_aliases(ctx: click.Context, file: Path, as_of: str | None) -> None:
     """Import accepted name variants (columns code,alias[,note]) used by `groups check`."""
     day = parse_date(as_of) if as_of else today()
 
-    async def work(app: App) -> dict[str, int]:
+    async def work(app: App) -> AliasImport:
         async with app.transaction() as session:
             actor = await users.get_actor(session, app.settings.user)
             actor.require(users.Permission.MANAGE_UNITS)
@@ -109,7 +107,7 @@ def units_aliases(ctx: click.Context, file: Path, as_of: str | None) -> None:
             return summary
 
     summary = run(ctx, work)
-    emit(ctx, summary, f"imported {file.name}: {summary['added']} aliases added ({summary['rows']} rows)")
+    emit(ctx, summary, f"imported {file.name}: {summary.added} aliases added ({summary.rows} rows)")
 
 
 @units_group.command("tree")
@@ -121,24 +119,21 @@ def units_tree(ctx: click.Context, as_of: str | None, root: str | None, depth: i
     """Print the unit tree as it stood on a date, with the unit count per level."""
     day = parse_date(as_of) if as_of else today()
 
-    async def work(app: App) -> tuple[dict[str, object], list[str]]:
+    async def work(app: App) -> TreeOutline:
         async with app.transaction() as session:
-            tree = await load_tree(session, day)
-        roots = [tree.get(root)] if root else tree.roots
-        counts = tree.counts(n for r in roots for n in tree.subtree(r.id))
-        lines = [line for r in roots for line in tree.render(r.id, depth)]
-        summary = ", ".join(f"{level}: {n}" for level, n in counts.items()) or "no units"
-        lines.append(f"-- {day}: {summary}")
-        data = {
-            "as_of": day.isoformat(),
-            "counts": counts,
-            "units": sum(counts.values()),
-            "tree": [tree.to_dict(r.id, depth) for r in roots],
-        }
-        return data, lines
+            return await outline(session, day, root, depth)
 
-    data, lines = run(ctx, work)
-    emit(ctx, data, lines)
+    result = run(ctx, work)
+    lines = [line for node in result.tree for line in _tree_lines(node)]
+    summary = ", ".join(f"{level}: {n}" for level, n in result.counts.items()) or "no units"
+    lines.append(f"-- {day}: {summary}")
+    emit(ctx, result, lines)
+
+
+def _tree_lines(node: TreeNode, indent: int = 0) -> Iterator[str]:
+    yield f"{'  ' * indent}{node.code}  {node.name}  [{node.level}]"
+    for child in node.children or ():
+        yield from _tree_lines(child, indent + 1)
 
 
 @click.group("tiers")
@@ -153,13 +148,12 @@ def tiers_list(ctx: click.Context, as_of: str | None) -> None:
     """List the tier levels in force on a date, top first."""
     day = parse_date(as_of) if as_of else today()
 
-    async def work(app: App) -> list[dict[str, object]]:
+    async def work(app: App) -> TierList:
         async with app.transaction() as session:
-            schema = await tiers_as_of(session, day)
-        return [{"name": t.name, "rank": t.rank, "label": t.label} for t in schema.tiers]
+            return await list_tiers(session, day)
 
-    rows = run(ctx, work)
-    emit(ctx, {"as_of": day.isoformat(), "tiers": rows}, table(rows, ["rank", "name", "label"]))
+    result = run(ctx, work)
+    emit(ctx, result, table(["rank", "name", "label"], [(t.rank, t.name, t.label) for t in result.tiers]))
 
 
 @click.group("users")
@@ -178,15 +172,14 @@ def users_group() -> None:
 def users_add(ctx: click.Context, name: str, role: str, scope: str | None, full_name: str) -> None:
     """Add a user. The first user of a new database must be an unscoped admin and needs no --as."""
 
-    async def work(app: App) -> dict[str, object]:
+    async def work(app: App) -> users.UserInfo:
         async with app.transaction() as session:
             user = await users.add_user(
                 session, app.settings.user, name, role, scope_code=scope, full_name=full_name, today=today()
             )
-            return users.user_dict(user, scope)
+            return users.UserInfo.of(user, scope)
 
-    data = run(ctx, work)
-    emit(ctx, data, f"added user {name} ({role}, scope {scope or 'everything'})")
+    emit(ctx, run(ctx, work), f"added user {name} ({role}, scope {scope or 'everything'})")
 
 
 @users_group.command("list")
@@ -194,12 +187,19 @@ def users_add(ctx: click.Context, name: str, role: str, scope: str | None, full_
 def users_list(ctx: click.Context) -> None:
     """List users."""
 
-    async def work(app: App) -> list[dict[str, object]]:
+    async def work(app: App) -> list[users.UserInfo]:
         async with app.transaction() as session:
             return await users.list_users(session)
 
     rows = run(ctx, work)
-    emit(ctx, rows, table(rows, ["name", "role", "scope", "full_name", "active"]))
+    emit(
+        ctx,
+        rows,
+        table(
+            ["name", "role", "scope", "full_name", "active"],
+            [(u.name, u.role, u.scope, u.full_name, u.active) for u in rows],
+        ),
+    )
 
 
 @click.command("audit")
@@ -209,24 +209,19 @@ def users_list(ctx: click.Context) -> None:
 def audit_command(ctx: click.Context, entity: str | None, limit: int) -> None:
     """Show the latest audit log entries (who, what, when, before/after)."""
 
-    async def work(app: App) -> list[dict[str, object]]:
+    async def work(app: App) -> list[audit.AuditRecord]:
         async with app.transaction() as session:
-            found = await audit.entries(session, entity=entity, limit=limit)
-        return [
-            {
-                "at": e.at.isoformat(timespec="seconds"),
-                "actor": e.actor,
-                "action": e.action,
-                "entity": e.entity,
-                "id": e.entity_id,
-                "before": e.before,
-                "after": e.after,
-            }
-            for e in found
-        ]
+            return await audit.log(session, entity=entity, limit=limit)
 
     rows = run(ctx, work)
-    emit(ctx, rows, table(rows, ["at", "actor", "action", "entity", "id", "after"]))
+    emit(
+        ctx,
+        rows,
+        table(
+            ["at", "actor", "action", "entity", "id", "after"],
+            [(e.at, e.actor, e.action, e.entity, e.id, e.after) for e in rows],
+        ),
+    )
 
 
 @users_group.command("token")
@@ -236,15 +231,14 @@ def audit_command(ctx: click.Context, entity: str | None, limit: int) -> None:
 def users_token(ctx: click.Context, name: str, label: str) -> None:
     """Issue an API token acting as NAME (shown once; only its hash is stored)."""
 
-    async def work(app: App) -> dict[str, str]:
+    async def work(app: App) -> users.IssuedToken:
         async with app.transaction() as s:
             actor = await users.get_actor(s, state(ctx).settings.user) if state(ctx).settings.user else None
-            token = await users.issue_token(s, actor, name, label)
-        return {"user": name, "label": label, "token": token}
+            return await users.issue_token(s, actor, name, label)
 
-    data = run(ctx, work)
+    issued = run(ctx, work)
     emit(
         ctx,
-        data,
-        [data["token"], "Keep it secret: it is shown only once. Send it as: Authorization: Bearer ..."],
+        issued,
+        [issued.token, "Keep it secret: it is shown only once. Send it as: Authorization: Bearer ..."],
     )

@@ -6,11 +6,14 @@ import asyncio
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from broadcaster.cli.base import emit
+
+if TYPE_CHECKING:
+    from broadcaster.cli.demo import DemoSummary
 
 
 def register(cli: click.Group) -> None:
@@ -39,49 +42,42 @@ def demo(ctx: click.Context, keep: Path | None) -> None:
     emit(ctx, summary, _lines(summary, kept=keep is not None))
 
 
-def _lines(s: dict[str, Any], kept: bool) -> list[str]:
-    d = s["dispatch"]
+def _lines(s: DemoSummary, kept: bool) -> list[str]:
+    from broadcaster.cli.commands_engagement import _table
+
+    d, sending, people = s.dispatch, s.sending, s.engagement.people
     units = "; ".join(
-        f"{day}: " + ", ".join(f"{n} {lvl}" for lvl, n in c.items()) for day, c in s["units"].items()
+        f"{day}: " + ", ".join(f"{n} {lvl}" for lvl, n in c.items()) for day, c in s.units.items()
     )
     return [
         "CNS Broadcaster demo (Lai Châu, embedded data)",
-        f"  database      {s['database']}" + ("" if kept else " (temporary, removed)"),
+        f"  database      {s.database}" + ("" if kept else " (temporary, removed)"),
         f"  units         {units}",
-        f"  groups        {s['groups']['total']}: "
-        + ", ".join(f"{k} {v}" for k, v in s["groups"]["by_platform_mode"].items()),
-        f"  groups check  {s['groups_check']['ok']} titles ok, {s['groups_check']['mismatched']} mismatched, "
-        f"{s['groups_check']['units_without_group']} units without a group",
-        f"  content       #{s['content']['id']} written by {s['content']['author']}, "
-        f"approved by {s['content']['approved_by']}",
-        f"  dispatch      #{d['dispatch']}: {d['total']} deliveries planned for {d['scheduled_at']}",
-        "    by state    " + ", ".join(f"{k} {v}" for k, v in d["by_state"].items()),
-        "    by tier     " + ", ".join(f"{k} {v}" for k, v in d["by_level"].items()),
-        "    by platform " + ", ".join(f"{k} {v}" for k, v in d["by_platform"].items()),
-        f"  re-planning   added {s['replanned']['added']} (idempotent)",
-        f"  sent in       {s['sending']['seconds']} s through the sandbox platforms; "
-        f"dispatch {s['sending']['status']}",
-        "    outcome     " + ", ".join(f"{k} {v}" for k, v in s["sending"]["by_state"].items()),
+        f"  groups        {s.groups.total}: "
+        + ", ".join(f"{k} {v}" for k, v in s.groups.by_platform_mode.items()),
+        f"  groups check  {s.groups_check.ok} titles ok, {s.groups_check.mismatched} mismatched, "
+        f"{s.groups_check.units_without_group} units without a group",
+        f"  content       #{s.content.id} written by {s.content.author}, approved by {s.content.approved_by}",
+        f"  dispatch      #{d.dispatch_id}: {d.total} deliveries planned for {d.scheduled_at.isoformat()}",
+        "    by state    " + ", ".join(f"{k} {v}" for k, v in d.by_state.items()),
+        "    by tier     " + ", ".join(f"{k} {v}" for k, v in d.by_level.items()),
+        "    by platform " + ", ".join(f"{k} {v}" for k, v in d.by_platform.items()),
+        f"  re-planning   added {s.replanned.added} (idempotent)",
+        f"  sent in       {sending.seconds} s through the sandbox platforms; dispatch {sending.status}",
+        "    outcome     " + ", ".join(f"{k} {v}" for k, v in sending.by_state.items()),
         "    received    "
-        + ", ".join(f"{k} {v}" for k, v in s["sending"]["sandbox_messages"].items())
+        + ", ".join(f"{k} {v}" for k, v in sending.sandbox_messages.items())
         + " (messages/posts on each sandbox; relay sends 3 per village leader)",
-        f"  people        {s['engagement']['people']['confirmed']} relay posts confirmed by village leaders, "
-        f"{s['engagement']['people']['link_opened']} links opened ({s['engagement']['people']['previews']} "
-        "preview fetches not counted)",
+        f"  people        {people.confirmed} relay posts confirmed by village leaders, "
+        f"{people.link_opened} links opened ({people.previews} preview fetches not counted)",
         "  webhooks      "
-        + ", ".join(f"{k} {v}" for k, v in s["engagement"]["inbound_events"].items())
+        + ", ".join(f"{k} {v}" for k, v in s.engagement.inbound_events.items())
         + " (signed events from the sandboxes, through cns serve)",
-        f"  reach         member counts read from {s['engagement']['groups_counted']} direct groups "
+        f"  reach         member counts read from {s.engagement.groups_counted} direct groups "
         "(getChatMemberCount, Zalo group info, Page followers, bridge query; relay groups stay unknown)",
         "",
-        *_report_lines(s["report"]),
+        *_table(s.report),
         "",
-        "  done:         " + "; ".join(s["done"]),
-        "  NOT done:     " + "; ".join(s["not_done"]),
+        "  done:         " + "; ".join(s.done),
+        "  NOT done:     " + "; ".join(s.not_done),
     ]
-
-
-def _report_lines(report: dict[str, Any]) -> list[str]:
-    from broadcaster.cli.commands_engagement import _table
-
-    return _table(report)

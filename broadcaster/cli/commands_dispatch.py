@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Any
 
 import click
 
-from broadcaster.bootstrap import make_dispatcher, tune_gc
+from broadcaster.bootstrap import WorkerSummary, make_dispatcher, tune_gc
 from broadcaster.cli.base import emit, run, state
 from broadcaster.directory import users
 from broadcaster.dispatch import control as dispatch_control
+from broadcaster.dispatch.control import Cancelled, ControlResult, DispatchProgress
+from broadcaster.domain.states import DISPATCH_ENDED, DispatchStatus
 from broadcaster.storage.app import App
 
 BAR = 30
@@ -41,7 +42,7 @@ def worker(
     """Run the dispatcher: send due deliveries until SIGTERM (finishing sends in flight)."""
     tune_gc()
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> WorkerSummary:
         dispatcher = make_dispatcher(
             app, concurrency=concurrency, batch=batch, lease_seconds=lease, unknown_policy=unknown_policy
         )
@@ -63,46 +64,36 @@ def worker(
             await scheduler
             if upkeep is not None:
                 await upkeep
-        return {
-            "worker": dispatcher.worker_id,
-            "claimed": stats.claimed,
-            "sent": stats.sent,
-            "failed": stats.failed,
-            "retried": stats.retried,
-            "recovered": stats.recovered,
-            "errors": stats.errors,
-        }
+        return WorkerSummary.of(dispatcher.worker_id, stats)
 
-    data = run(ctx, work)
+    summary = run(ctx, work)
     emit(
         ctx,
-        data,
-        f"worker {data['worker']} stopped: {data['sent']} sent, {data['failed']} failed, "
-        f"{data['retried']} to retry, {data['recovered']} recovered from a crash",
+        summary,
+        f"worker {summary.worker} stopped: {summary.sent} sent, {summary.failed} failed, "
+        f"{summary.retried} to retry, {summary.recovered} recovered from a crash",
     )
 
 
-def _bar(data: dict[str, Any]) -> str:
-    total = data["total"] or 1
-    done = round(BAR * data["finished"] / total)
-    return f"[{'#' * done}{'.' * (BAR - done)}] {data['finished']}/{data['total']}"
+def _bar(progress: DispatchProgress) -> str:
+    total = progress.total or 1
+    done = round(BAR * progress.finished / total)
+    return f"[{'#' * done}{'.' * (BAR - done)}] {progress.finished}/{progress.total}"
 
 
-def _lines(data: dict[str, Any]) -> list[str]:
+def _lines(p: DispatchProgress) -> list[str]:
     lines = [
-        f"dispatch {data['dispatch']} ({data['status']}) content {data['content']} at {data['scheduled_at']}"
-        f"  {_bar(data)}",
-        "  states:    " + ", ".join(f"{k} {v}" for k, v in data["by_state"].items()),
-        "  platforms: " + ", ".join(f"{k} {v}" for k, v in data["by_platform"].items()),
+        f"dispatch {p.dispatch} ({p.status}) content {p.content} at {p.scheduled_at.isoformat()}  {_bar(p)}",
+        "  states:    " + ", ".join(f"{k} {v}" for k, v in p.by_state.items()),
+        "  platforms: " + ", ".join(f"{k} {v}" for k, v in p.by_platform.items()),
     ]
-    for tier, states in data["tier_states"].items():
+    for tier, states in p.tier_states.items():
         lines.append(f"  {tier:<10} " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
-    if data["quiet_hours_held"]:
-        lines.append(
-            f"  held for quiet hours: {data['quiet_hours_held']} (from {data['quiet_hours_resume'][:16]})"
-        )
-    if data["possible_duplicates"]:
-        lines.append(f"  possible duplicates (re-sent after a crash): {data['possible_duplicates']}")
+    if p.quiet_hours_held:
+        resume = p.quiet_hours_resume.isoformat()[:16] if p.quiet_hours_resume else None
+        lines.append(f"  held for quiet hours: {p.quiet_hours_held} (from {resume})")
+    if p.possible_duplicates:
+        lines.append(f"  possible duplicates (re-sent after a crash): {p.possible_duplicates}")
     return lines
 
 
@@ -115,23 +106,28 @@ def _lines(data: dict[str, Any]) -> list[str]:
 def status(ctx: click.Context, dispatch_id: int | None, watch: bool) -> None:
     """Progress of one dispatch (counts per state, tier and platform), or of the latest ones."""
 
-    async def once(app: App) -> Any:
+    async def latest(app: App) -> list[DispatchProgress]:
         async with app.transaction() as s:
-            if dispatch_id is None:
-                return await dispatch_control.list_dispatches(s)
+            return await dispatch_control.list_dispatches(s)
+
+    async def once(app: App, dispatch_id: int) -> DispatchProgress:
+        async with app.transaction() as s:
             return await dispatch_control.status(s, dispatch_id)
 
-    if not watch or dispatch_id is None or state(ctx).json:
-        data = run(ctx, once)
-        lines = [line for d in data for line in _lines(d)] if isinstance(data, list) else _lines(data)
-        emit(ctx, data, lines or ["no dispatch yet"])
+    if dispatch_id is None:
+        found = run(ctx, latest)
+        emit(ctx, found, [line for d in found for line in _lines(d)] or ["no dispatch yet"])
+        return
+    if not watch or state(ctx).json:
+        progress = run(ctx, lambda app: once(app, dispatch_id))
+        emit(ctx, progress, _lines(progress))
         return
 
     async def loop(app: App) -> None:
         while True:
-            data = await once(app)
-            click.echo("\x1b[2J\x1b[H" + "\n".join(_lines(data)))
-            if data["finished"] >= data["total"] or data["status"] in {"done", "cancelled"}:
+            progress = await once(app, dispatch_id)
+            click.echo("\x1b[2J\x1b[H" + "\n".join(_lines(progress)))
+            if progress.finished >= progress.total or progress.status in DISPATCH_ENDED:
                 return
             await asyncio.sleep(1)
 
@@ -143,18 +139,18 @@ def _control(name: str, doc: str) -> click.Command:
     @click.argument("dispatch_id", type=int)
     @click.pass_context
     def command(ctx: click.Context, dispatch_id: int) -> None:
-        async def work(app: App) -> dict[str, Any]:
+        async def work(app: App) -> ControlResult | Cancelled:
             async with app.transaction() as s:
                 actor = await users.get_actor(s, app.settings.user)
                 if name == "cancel":
                     skipped = await dispatch_control.cancel(s, actor, dispatch_id)
-                    return {"dispatch": dispatch_id, "status": "cancelled", "skipped": skipped}
+                    return Cancelled(dispatch_id, DispatchStatus.CANCELLED, skipped)
                 dispatch = await getattr(dispatch_control, name)(s, actor, dispatch_id)
-                return {"dispatch": dispatch_id, "status": dispatch.status}
+                return ControlResult(dispatch_id, dispatch.status)
 
-        data = run(ctx, work)
-        extra = f" ({data['skipped']} deliveries not sent)" if "skipped" in data else ""
-        emit(ctx, data, f"dispatch {dispatch_id}: {data['status']}{extra}")
+        done = run(ctx, work)
+        extra = f" ({done.skipped} deliveries not sent)" if isinstance(done, Cancelled) else ""
+        emit(ctx, done, f"dispatch {dispatch_id}: {done.status}{extra}")
 
     return command
 
@@ -168,25 +164,22 @@ def recall(ctx: click.Context, dispatch_id: int) -> None:
     from broadcaster.bootstrap import sender_factories
     from broadcaster.dispatch import recall as recalling
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> recalling.RecallReport:
         async with app.transaction() as s:
             actor = await users.get_actor(s, app.settings.user)
         senders, relay = sender_factories(app.settings)
-        report = await recalling.recall(app, actor, dispatch_id, senders=senders, relay=relay)
-        return report.to_dict()
+        return await recalling.recall(app, actor, dispatch_id, senders=senders, relay=relay)
 
-    data = run(ctx, work)
+    report = run(ctx, work)
     lines = [
-        f"dispatch {dispatch_id} recalled: {data['deleted']} deleted, "
-        f"{data['admins_told']} relay groups' admins told, "
-        f"{data['not_deletable']} could not be deleted (remove by hand), {data['failed']} failed, "
-        f"{data['skipped']} not sent"
+        f"dispatch {dispatch_id} recalled: {report.deleted} deleted, "
+        f"{report.admins_told} relay groups' admins told, "
+        f"{report.not_deletable} could not be deleted (remove by hand), {report.failed} failed, "
+        f"{report.skipped} not sent"
     ]
-    lines += [
-        f"  {p}: " + ", ".join(f"{k} {v}" for k, v in c.items()) for p, c in data["by_platform"].items()
-    ]
-    lines += [f"  error: {e}" for e in data["errors"]]
-    emit(ctx, data, lines)
+    lines += [f"  {p}: " + ", ".join(f"{k} {v}" for k, v in c.items()) for p, c in report.by_platform.items()]
+    lines += [f"  error: {e}" for e in report.errors]
+    emit(ctx, report, lines)
 
 
 @click.command()
@@ -199,23 +192,22 @@ def correct(ctx: click.Context, dispatch_id: int) -> None:
     from broadcaster.dispatch import correction
     from content.render import render_revision
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> correction.CorrectionReport:
         async with app.transaction() as s:
             actor = await users.get_actor(s, app.settings.user)
         senders, relay = sender_factories(app.settings)
-        report = await correction.correct(
+        return await correction.correct(
             app, actor, dispatch_id, senders=senders, relay=relay, render=render_revision
         )
-        return report.to_dict()
 
-    data = run(ctx, work)
+    report = run(ctx, work)
     lines = [
-        f"dispatch {dispatch_id} corrected to revision {data['revision']}: {data['edited']} edited in place, "
-        f"{data['correction_posts']} correction posts, {data['admins_told']} relay groups' admins told, "
-        f"{data['failed']} failed"
+        f"dispatch {dispatch_id} corrected to revision {report.revision}: {report.edited} edited in place, "
+        f"{report.correction_posts} correction posts, {report.admins_told} relay groups' admins told, "
+        f"{report.failed} failed"
     ]
-    lines += [f"  error: {e}" for e in data["errors"]]
-    emit(ctx, data, lines)
+    lines += [f"  error: {e}" for e in report.errors]
+    emit(ctx, report, lines)
 
 
 pause = _control("pause", "Pause a dispatch: nothing more is sent until resume.")

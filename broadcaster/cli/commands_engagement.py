@@ -8,19 +8,26 @@ import csv
 import io
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from broadcaster.bootstrap import make_dispatcher, make_web_app, tune_gc
+from broadcaster.bootstrap import ServeSummary, make_dispatcher, make_web_app, tune_gc
 from broadcaster.cli.base import emit, run, state, table, to_json
 from broadcaster.directory import users
 from broadcaster.domain.timeutil import parse_time, today
 from broadcaster.inbound import privacy
 from broadcaster.reports import engagement
 from broadcaster.reports import monthly as reports
+from broadcaster.reports.monthly import EmptyMonthlyReport, MonthlyReport
 from broadcaster.storage.app import App
+
+if TYPE_CHECKING:
+    from broadcaster.cli.demo import DemoReport
+
+Report = MonthlyReport | EmptyMonthlyReport
 
 REPORT_COLUMNS = [
     "groups",
@@ -59,7 +66,7 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool, concurrency
 
     tune_gc()
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> ServeSummary:
         web_app = make_web_app(app)
         runner = web.AppRunner(web_app, access_log=None)
         await runner.setup()
@@ -88,10 +95,10 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool, concurrency
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await runner.cleanup()
-        return {"url": bound}
+        return ServeSummary(bound)
 
-    data = run(ctx, work)
-    emit(ctx, data, f"cns serve on {data['url']} stopped")
+    summary = run(ctx, work)
+    emit(ctx, summary, f"cns serve on {summary.url} stopped")
 
 
 @click.command()
@@ -136,15 +143,15 @@ def replies(
         limit=limit,
     )
 
-    async def work(app: App) -> list[dict[str, Any]]:
+    async def work(app: App) -> list[engagement.InteractionRow]:
         async with app.transaction() as s:
             actor = await users.get_actor(s, state(ctx).settings.user) if state(ctx).settings.user else None
             return await engagement.interactions(s, actor, log_filter, today())
 
     rows = run(ctx, work)
     lines = [
-        f"{r['at'][:16]}  {r['kind']:<12} {r['platform']:<8} {(r['unit'] or {}).get('name', '?')}: "
-        f"{r['text'] or r['value'] or ''}"
+        f"{r.at.isoformat()[:16]}  {r.kind:<12} {r.platform:<8} {r.unit.name if r.unit else '?'}: "
+        f"{r.text or r.value or ''}"
         for r in rows
     ]
     emit(ctx, rows, lines or ["no interactions match"])
@@ -168,12 +175,12 @@ def report_monthly(
 ) -> None:
     """Groups, coverage, members, posts, confirmations, replies, reactions and clicks per unit."""
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> Report:
         async with app.transaction() as s:
             actor = await users.get_actor(s, state(ctx).settings.user) if state(ctx).settings.user else None
             return await reports.monthly(s, actor, month, unit_code)
 
-    data = run(ctx, work)
+    report = run(ctx, work)
     if state(ctx).json:
         fmt = "json"
     if fmt == "xlsx":
@@ -181,15 +188,15 @@ def report_monthly(
 
         if output is None:
             raise click.UsageError("--format xlsx needs -o FILE")
-        write_xlsx(data, output)
-        click.echo(f"wrote {output} ({len(data['units'])} units)", err=True)
+        write_xlsx(report, output)
+        click.echo(f"wrote {output} ({len(report.units)} units)", err=True)
         return
     text = (
-        to_json(data) + "\n"
+        to_json(report) + "\n"
         if fmt == "json"
-        else _csv(data)
+        else _csv(report)
         if fmt == "csv"
-        else "\n".join(_table(data)) + "\n"
+        else "\n".join(_table(report)) + "\n"
     )
     if output is not None:
         output.write_text(text, encoding="utf-8")
@@ -207,81 +214,69 @@ def report_post(ctx: click.Context, month: str, unit_code: str | None, dry_run: 
     """Post the month's summary to the steering groups (communes, districts, province; never villages or
     public Pages). Each group gets it once: run again to retry only the failed ones. `cns worker` does this
     on the 1st when CNS_REPORT_POST_HOUR is set."""
-    from broadcaster.reports.post import post_monthly, steering_posts
+    from broadcaster.reports.post import PostOutcome, SummaryPreview, post_monthly, preview
 
-    async def work(app: App) -> Any:
+    async def dry(app: App) -> list[SummaryPreview]:
         async with app.sessions() as s:
             actor = await users.get_actor(s, state(ctx).settings.user)
-            if dry_run:
-                posts = await steering_posts(s, month, unit_code=unit_code, actor=actor)
-                return [
-                    {"group": g.title, "platform": g.platform, "external_id": g.external_id, "text": text}
-                    for g, _, text in posts
-                ]
+            return await preview(s, month, unit_code=unit_code, actor=actor)
+
+    async def work(app: App) -> PostOutcome:
+        async with app.sessions() as s:
+            actor = await users.get_actor(s, state(ctx).settings.user)
         dispatcher = make_dispatcher(app)
         try:
-            return (await post_monthly(app, dispatcher, month, unit_code=unit_code, actor=actor)).to_dict()
+            return await post_monthly(app, dispatcher, month, unit_code=unit_code, actor=actor)
         finally:
             await dispatcher.close()
 
-    data = run(ctx, work)
     if dry_run:
-        lines = [f"-- {p['group']} ({p['platform']} {p['external_id']})\n{p['text']}\n" for p in data]
-        emit(ctx, data, lines or [f"no steering groups for {month}"])
-    else:
-        emit(
-            ctx,
-            data,
-            f"monthly summary {month}: {data['sent']} sent, {data['already']} already posted, "
-            f"{data['failed']} failed (run again to retry), {data['refused']} refused (see alerts) "
-            f"of {data['groups']} steering groups",
-        )
+        previews = run(ctx, dry)
+        lines = [f"-- {p.group} ({p.platform} {p.external_id})\n{p.text}\n" for p in previews]
+        emit(ctx, previews, lines or [f"no steering groups for {month}"])
+        return
+    outcome = run(ctx, work)
+    emit(
+        ctx,
+        outcome,
+        f"monthly summary {month}: {outcome.sent} sent, {outcome.already} already posted, "
+        f"{outcome.failed} failed (run again to retry), {outcome.refused} refused (see alerts) "
+        f"of {outcome.groups} steering groups",
+    )
 
 
-def _csv(data: dict[str, Any]) -> str:
+def _csv(report: Report) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["month", "code", "name", "level", "parent_code", *REPORT_COLUMNS])
-    for unit in data["units"]:
-        total = unit["total"]
+    for unit in report.units:
+        total = unit.total
         writer.writerow(
-            [data["month"], unit["code"], unit["name"], unit["level"], unit["parent_code"] or ""]
-            + ["" if total[c] is None else total[c] for c in REPORT_COLUMNS]
+            [report.month, unit.code, unit.name, unit.level, unit.parent_code or ""]
+            + ["" if (value := getattr(total, c)) is None else value for c in REPORT_COLUMNS]
         )
     return out.getvalue()
 
 
-def _table(data: dict[str, Any]) -> list[str]:
-    if not data["units"]:
-        return [f"report {data['month']}: no units on {data['as_of']}"]
-    t = data["totals"]
-    members = "unknown" if t["members"] is None else t["members"]
+def _table(report: Report | DemoReport) -> list[str]:
+    if isinstance(report, EmptyMonthlyReport) or not report.units:
+        return [f"report {report.month}: no units on {report.as_of}"]
+    t = report.totals
+    members = "unknown" if t.members is None else t.members
     lines = [
-        f"Monthly report {data['month']} - {data['root']['name']} (tree of {data['as_of']}; tiers "
-        f"{' > '.join(data['tiers'])})",
-        f"  groups {t['groups']} (active {t['groups_active']}, unreachable {t['groups_unreachable']}), "
-        f"coverage {_pct(t['coverage'])} of {t['units']} units, members {members}"
-        f" (+{t['members_unknown_groups']} groups unknown)",
-        f"  posts planned {t['posts_planned']}, delivered {t['posts_delivered']}, "
-        f"failed {t['posts_failed']}, confirmed {t['posts_confirmed']} "
-        f"(relay confirmation {_pct(t['relay_confirmation_rate'])})",
-        f"  replies {t['replies']} (reply rate {_pct(t['reply_rate'])}), reactions {t['reactions']}, "
-        f"clicks {t['clicks']}",
+        f"Monthly report {report.month} - {report.root.name} (tree of {report.as_of}; tiers "
+        f"{' > '.join(report.tiers)})",
+        f"  groups {t.groups} (active {t.groups_active}, unreachable {t.groups_unreachable}), "
+        f"coverage {_pct(t.coverage)} of {t.units} units, members {members}"
+        f" (+{t.members_unknown_groups} groups unknown)",
+        f"  posts planned {t.posts_planned}, delivered {t.posts_delivered}, "
+        f"failed {t.posts_failed}, confirmed {t.posts_confirmed} "
+        f"(relay confirmation {_pct(t.relay_confirmation_rate)})",
+        f"  replies {t.replies} (reply rate {_pct(t.reply_rate)}), reactions {t.reactions}, "
+        f"clicks {t.clicks}",
         "",
     ]
-    rows = [
-        {
-            "unit": ("  " * _depth(u, data)) + u["name"],
-            "level": u["level"],
-            **{c: u["total"][c] for c in ("groups_active", "posts_delivered", "posts_confirmed", "replies")},
-            "reactions": u["total"]["reactions"],
-            "clicks": u["total"]["clicks"],
-        }
-        for u in data["units"]
-        if u["level"] != "village"
-    ]
     lines += table(
-        rows,
         [
             "unit",
             "level",
@@ -292,8 +287,22 @@ def _table(data: dict[str, Any]) -> list[str]:
             "reactions",
             "clicks",
         ],
+        [
+            (
+                ("  " * _depth(u.level, report.tiers)) + u.name,
+                u.level,
+                u.total.groups_active,
+                u.total.posts_delivered,
+                u.total.posts_confirmed,
+                u.total.replies,
+                u.total.reactions,
+                u.total.clicks,
+            )
+            for u in report.units
+            if u.level != "village"
+        ],
     )
-    villages = sum(1 for u in data["units"] if u["level"] == "village")
+    villages = sum(1 for u in report.units if u.level == "village")
     if villages:
         lines.append(
             f"({villages} villages are rolled into their communes; --format csv|xlsx|json lists them)"
@@ -301,9 +310,8 @@ def _table(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _depth(unit: dict[str, Any], data: dict[str, Any]) -> int:
-    levels = data["tiers"]
-    return levels.index(unit["level"]) if unit["level"] in levels else 0
+def _depth(level: str, levels: Sequence[str]) -> int:
+    return levels.index(level) if level in levels else 0
 
 
 def _pct(value: float | None) -> str:
@@ -322,7 +330,7 @@ def privacy_group() -> None:
 def privacy_export(ctx: click.Context, platform: str, user_id: str) -> None:
     """Everything stored about one person (always JSON)."""
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> privacy.PersonExport:
         async with app.transaction() as s:
             await _admin(ctx, s)
             return await privacy.export_person(s, app.settings.key_for_pseudonyms(), platform, user_id)
@@ -337,7 +345,7 @@ def privacy_export(ctx: click.Context, platform: str, user_id: str) -> None:
 def privacy_delete(ctx: click.Context, platform: str, user_id: str) -> None:
     """Erase one person's interactions and raw payloads (audited, without the id)."""
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> privacy.PersonDeleted:
         from broadcaster.directory import audit
 
         async with app.transaction() as s:
@@ -354,8 +362,8 @@ def privacy_delete(ctx: click.Context, platform: str, user_id: str) -> None:
             )
             return counts
 
-    data = run(ctx, work)
-    emit(ctx, data, f"deleted {data['interactions']} interactions, purged {data['raw_events']} raw events")
+    done = run(ctx, work)
+    emit(ctx, done, f"deleted {done.interactions} interactions, purged {done.raw_events} raw events")
 
 
 async def _admin(ctx: click.Context, s: Any) -> users.Actor:

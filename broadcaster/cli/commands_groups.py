@@ -7,12 +7,13 @@ from typing import Any
 
 import click
 
-from broadcaster.bootstrap import register_webhook
+from broadcaster.bootstrap import WebhookRegistration, register_webhook
 from broadcaster.cli.base import emit, run, table
 from broadcaster.directory import accounts, groups, suggestions, users
-from broadcaster.directory.group_check import check_groups
+from broadcaster.directory.group_check import CheckReport, check_groups
 from broadcaster.domain.errors import InputError
 from broadcaster.domain.platforms import PLATFORMS
+from broadcaster.domain.states import GroupMode, SuggestionStatus
 from broadcaster.domain.timeutil import parse_date, today
 from broadcaster.storage.app import App
 
@@ -67,7 +68,7 @@ def accounts_add(
     if base_url:
         settings["base_url"] = base_url
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> accounts.AccountInfo:
         async with app.transaction() as session:
             actor = await users.get_actor(session, app.settings.user)
             account = await accounts.add_account(
@@ -78,8 +79,9 @@ def accounts_add(
                 secret_ref=secret,
                 extra_secrets=_pairs(extra, "secret"),
                 settings=settings,
+                secrets_file=app.settings.secrets_file,
             )
-            return accounts.account_dict(account, app.settings.secrets_file)
+            return accounts.AccountInfo.of(account, app.settings.secrets_file)
 
     data = run(ctx, work)
     emit(ctx, data, f"added {platform} account {name}")
@@ -90,24 +92,25 @@ def accounts_add(
 def accounts_list(ctx: click.Context) -> None:
     """List accounts (secrets shown as references, with whether they resolve)."""
 
-    async def work(app: App) -> list[dict[str, Any]]:
+    async def work(app: App) -> list[accounts.AccountInfo]:
         async with app.transaction() as session:
-            found = await accounts.list_accounts(session)
-        return [accounts.account_dict(a, app.settings.secrets_file) for a in found]
+            return await accounts.account_list(session, app.settings.secrets_file)
 
     rows = run(ctx, work)
     lines = table(
-        [
-            {
-                **r,
-                "secrets": ", ".join(
-                    f"{k}={v['ref']} ({'set' if v['available'] else 'missing'})"
-                    for k, v in r["secrets"].items()
-                ),
-            }
-            for r in rows
-        ],
         ["name", "platform", "status", "settings", "secrets"],
+        [
+            (
+                a.name,
+                a.platform,
+                a.status,
+                a.settings,
+                ", ".join(
+                    f"{k}={v.ref} ({'set' if v.available else 'missing'})" for k, v in a.secrets.items()
+                ),
+            )
+            for a in rows
+        ],
     )
     emit(ctx, rows, lines)
 
@@ -122,7 +125,7 @@ def groups_group() -> None:
 @click.option("--account", "account", required=True, help="Account name.")
 @click.option("--external-id", required=True, help="The platform's id of the group.")
 @click.option("--title", required=True, help="The group's title on the platform.")
-@click.option("--mode", type=click.Choice(groups.MODES), default="direct", show_default=True)
+@click.option("--mode", type=click.Choice(groups.MODES), default=GroupMode.DIRECT.value, show_default=True)
 @click.option("--admins", default="", help='"Name=channel:address; ..." (needed for relay).')
 @click.pass_context
 def groups_add(
@@ -130,7 +133,7 @@ def groups_add(
 ) -> None:
     """Register one group."""
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> groups.GroupInfo:
         async with app.transaction() as session:
             actor = await users.get_actor(session, app.settings.user)
             group = await groups.add_group(
@@ -144,10 +147,10 @@ def groups_add(
                 admins=admins,
                 today=today(),
             )
-            return groups.group_dict(group, unit_code, account)
+            return groups.GroupInfo.of(group, unit_code, account)
 
-    data = run(ctx, work)
-    emit(ctx, data, f"added group {data['id']} {title!r} for unit {unit_code}")
+    added = run(ctx, work)
+    emit(ctx, added, f"added group {added.id} {title!r} for unit {unit_code}")
 
 
 @groups_group.command("import")
@@ -158,13 +161,13 @@ def groups_import(ctx: click.Context, file: Path, as_of: str | None) -> None:
     """Import groups from FILE (columns: see `cns groups import --help` and the README)."""
     day = parse_date(as_of) if as_of else today()
 
-    async def work(app: App) -> dict[str, int]:
+    async def work(app: App) -> groups.GroupImport:
         async with app.transaction() as session:
             actor = await users.get_actor(session, app.settings.user)
             return await groups.import_groups(session, actor, file, day)
 
     summary = run(ctx, work)
-    emit(ctx, summary, f"imported {file.name}: {summary['added']} added, {summary['updated']} updated")
+    emit(ctx, summary, f"imported {file.name}: {summary.added} added, {summary.updated} updated")
 
 
 groups_import.help = (groups_import.help or "") + "\n\n" + (groups.__doc__ or "").split("\n\n", 1)[1]
@@ -182,7 +185,7 @@ def groups_list(
     """List groups."""
     day = parse_date(as_of) if as_of else today()
 
-    async def work(app: App) -> list[dict[str, Any]]:
+    async def work(app: App) -> list[groups.GroupInfo]:
         async with app.transaction() as session:
             return await groups.list_groups(
                 session, today=day, unit_code=unit_code, platform=platform, status=status
@@ -192,7 +195,10 @@ def groups_list(
     emit(
         ctx,
         rows,
-        table(rows, ["id", "unit", "platform", "account", "external_id", "title", "mode", "status"]),
+        table(
+            ["id", "unit", "platform", "account", "external_id", "title", "mode", "status"],
+            [(g.id, g.unit, g.platform, g.account, g.external_id, g.title, g.mode, g.status) for g in rows],
+        ),
     )
 
 
@@ -204,47 +210,50 @@ def groups_check(ctx: click.Context, as_of: str | None) -> None:
     longer exist, and duplicates."""
     day = parse_date(as_of) if as_of else today()
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> CheckReport:
         async with app.transaction() as session:
-            return (await check_groups(session, day)).to_dict()
+            return await check_groups(session, day)
 
-    data = run(ctx, work)
+    report = run(ctx, work)
     lines = [
-        f"groups check on {day}: {data['groups']} active groups, {data['ok']} titles ok, "
-        f"{data['problems']} problems"
+        f"groups check on {day}: {report.groups} active groups, {report.ok} titles ok, "
+        f"{report.problems} problems"
     ]
-    for m in data["mismatched"]:
-        hint = (
-            f"; most likely {m['likely_unit']['code']} {m['likely_unit']['name']}" if m["likely_unit"] else ""
-        )
+    for m in report.mismatched:
+        hint = f"; most likely {m.likely_unit.code} {m.likely_unit.name}" if m.likely_unit else ""
         lines.append(
-            f"  title     group {m['group_id']} {m['title']!r} for {m['unit']['code']} "
-            f"{m['unit']['name']}: {m['reason']}, expected {m['expected_title']!r}{hint}"
+            f"  title     group {m.group_id} {m.title!r} for {m.unit.code} "
+            f"{m.unit.name}: {m.reason}, expected {m.expected_title!r}{hint}"
         )
-    for g in data["groups_of_gone_units"]:
-        succ = ", ".join(f"{s['code']} {s['name']}" for s in g["successors"]) or "no successor recorded"
+    for g in report.groups_of_gone_units:
+        succ = ", ".join(f"{s.code} {s.name}" for s in g.successors) or "no successor recorded"
         lines.append(
-            f"  gone      group {g['group_id']} {g['title']!r}: unit {g['unit']['code']} "
-            f"{g['unit']['name']} ended {g['unit_ended']} (now: {succ})"
+            f"  gone      group {g.group_id} {g.title!r}: unit {g.unit.code} "
+            f"{g.unit.name} ended {g.unit_ended} (now: {succ})"
         )
-    for d in data["duplicates"]:
-        lines.append(f"  duplicate {d['kind']} on {d['platform']}: groups {d['group_ids']}")
-    missing = data["units_without_group"]
+    for d in report.duplicates:
+        lines.append(f"  duplicate {d.kind} on {d.platform}: groups {list(d.group_ids)}")
+    missing = report.units_without_group
     if missing:
-        shown = ", ".join(f"{u['code']} {u['name']}" for u in missing[:20])
+        shown = ", ".join(f"{u.code} {u.name}" for u in missing[:20])
         more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
         lines.append(f"  no group  {len(missing)} units: {shown}{more}")
-    emit(ctx, data, lines)
+    emit(ctx, report, lines)
 
 
 @groups_group.command("suggestions")
-@click.option("--status", type=click.Choice(suggestions.STATUSES), default="pending", show_default=True)
+@click.option(
+    "--status",
+    type=click.Choice(suggestions.STATUSES),
+    default=SuggestionStatus.PENDING.value,
+    show_default=True,
+)
 @click.pass_context
 def groups_suggestions(ctx: click.Context, status: str) -> None:
     """Groups the bot was added to that are not registered yet (from `cns serve`), with the unit their
     title matched; accept or dismiss them with `cns groups accept|dismiss ID`."""
 
-    async def work(app: App) -> list[dict[str, Any]]:
+    async def work(app: App) -> list[suggestions.Suggestion]:
         async with app.transaction() as session:
             actor = await users.get_actor(session, app.settings.user)
             return await suggestions.list_suggestions(session, actor, today=today(), status=status)
@@ -253,7 +262,10 @@ def groups_suggestions(ctx: click.Context, status: str) -> None:
     emit(
         ctx,
         rows,
-        table(rows, ["id", "account", "external_id", "title", "unit", "unit_name", "match", "at"])
+        table(
+            ["id", "account", "external_id", "title", "unit", "unit_name", "match", "at"],
+            [(g.id, g.account, g.external_id, g.title, g.unit, g.unit_name, g.match, g.at) for g in rows],
+        )
         if rows
         else f"no {status} group suggestions",
     )
@@ -262,7 +274,7 @@ def groups_suggestions(ctx: click.Context, status: str) -> None:
 @groups_group.command("accept")
 @click.argument("suggestion_id", type=int)
 @click.option("--unit", "unit_code", help="Register for this unit instead of the matched one.")
-@click.option("--mode", type=click.Choice(groups.MODES), default="direct", show_default=True)
+@click.option("--mode", type=click.Choice(groups.MODES), default=GroupMode.DIRECT.value, show_default=True)
 @click.option("--admins", default="", help='"Name=channel:address; ..." (needed for relay).')
 @click.pass_context
 def groups_accept(
@@ -270,7 +282,7 @@ def groups_accept(
 ) -> None:
     """Register a suggested group (see `cns groups suggestions`)."""
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> groups.GroupInfo:
         async with app.transaction() as session:
             actor = await users.get_actor(session, app.settings.user)
             return await suggestions.accept(
@@ -283,8 +295,8 @@ def groups_accept(
                 admins=admins,
             )
 
-    data = run(ctx, work)
-    emit(ctx, data, f"added group {data['id']} {data['title']!r} for unit {data['unit']}")
+    added = run(ctx, work)
+    emit(ctx, added, f"added group {added.id} {added.title!r} for unit {added.unit}")
 
 
 @groups_group.command("dismiss")
@@ -293,11 +305,10 @@ def groups_accept(
 def groups_dismiss(ctx: click.Context, suggestion_id: int) -> None:
     """Drop a suggested group that is not one of ours."""
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> suggestions.Dismissed:
         async with app.transaction() as session:
             actor = await users.get_actor(session, app.settings.user)
-            await suggestions.dismiss(session, actor, suggestion_id, today=today())
-            return {"id": suggestion_id, "status": "dismissed"}
+            return await suggestions.dismiss(session, actor, suggestion_id, today=today())
 
     emit(ctx, run(ctx, work), f"dismissed group suggestion {suggestion_id}")
 
@@ -312,21 +323,20 @@ def accounts_webhook(ctx: click.Context, name: str, delete: bool) -> None:
     Telegram is registered here (setWebhook with the 'hook' secret as the secret token, then what
     Telegram reports); Zalo, Facebook and bridges are set in their consoles: this says where."""
 
-    async def work(app: App) -> dict[str, Any]:
+    async def work(app: App) -> WebhookRegistration:
         return await register_webhook(app, name, delete=delete)
 
-    data = run(ctx, work)
-    if data.get("info") is not None:
-        info = data["info"]
-        state = "registered" if data["registered"] else "removed"
+    done = run(ctx, work)
+    info = done.info
+    if info is not None:
+        state = "registered" if done.registered else "removed"
         text = (
-            f"{data['platform']} webhook of {name} {state}: {info['url'] or '(none)'}; "
-            f"{info['pending_update_count']} updates waiting; updates: {', '.join(info['allowed_updates'])}"
+            f"{done.platform} webhook of {name} {state}: {info.url or '(none)'}; "
+            f"{info.pending_update_count} updates waiting; updates: {', '.join(info.allowed_updates)}"
         )
-        if info["last_error_message"]:
-            text += (
-                f"\nlast error reported by Telegram ({info['last_error_date']}): {info['last_error_message']}"
-            )
+        if info.last_error_message:
+            when = info.last_error_date.isoformat() if info.last_error_date else None
+            text += f"\nlast error reported by Telegram ({when}): {info.last_error_message}"
     else:
-        text = f"{data['platform']} webhook of {name}: {data['url']}\n{data['where']}"
-    emit(ctx, data, text)
+        text = f"{done.platform} webhook of {name}: {done.url}\n{done.where}"
+    emit(ctx, done, text)

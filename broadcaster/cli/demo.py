@@ -16,6 +16,8 @@ import socket
 import time
 import zlib
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -34,20 +36,31 @@ from adapters.sandbox.run import DEMO_PAGE, SandboxConfig, Sandboxes
 from broadcaster.bootstrap import initialise, make_dispatcher, make_web_app, register_webhook
 from broadcaster.directory import accounts, groups, users
 from broadcaster.directory.group_check import check_groups
+from broadcaster.directory.groups import GroupImport
 from broadcaster.dispatch import control as dispatch_control
 from broadcaster.dispatch import planning
+from broadcaster.dispatch.planning import PlanResult
 from broadcaster.domain.models import ChatGroup, Delivery, InboundEvent, pk
 from broadcaster.domain.ports import OAuthTokens
+from broadcaster.domain.results import renamed
 from broadcaster.domain.settings import Settings
+from broadcaster.domain.states import (
+    EVENT_UNPROCESSED,
+    SEND_SUCCEEDED,
+    ContentStatus,
+    DeliveryState,
+    GroupMode,
+)
 from broadcaster.domain.timeutil import today
 from broadcaster.editorial import workflow
 from broadcaster.inbound.links import confirmation_token, link_tracker
 from broadcaster.reports import monthly as reports
+from broadcaster.reports.monthly import Totals, UnitFigures
 from broadcaster.storage.app import App
 from broadcaster.storage.token_store import FileTokenStore
 from broadcaster.units.aliases import import_aliases
-from broadcaster.units.importer import import_units
-from broadcaster.units.tree import load_tree
+from broadcaster.units.importer import ImportReport, import_units
+from broadcaster.units.tree import UnitRef, load_tree
 
 REFORM = date(2025, 7, 1)
 VILLAGES_PER_COMMUNE = (3, 4, 5)
@@ -86,7 +99,97 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def run_demo(workdir: Path) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class DemoGroups:
+    total: int
+    by_platform_mode: Mapping[str, int]  # "zalo/relay": count
+    import_: GroupImport = field(metadata=renamed("import"))
+
+
+@dataclass(frozen=True, slots=True)
+class DemoCheck:
+    ok: int
+    mismatched: int
+    units_without_group: int
+
+
+@dataclass(frozen=True, slots=True)
+class DemoContent:
+    id: int
+    status: str
+    approved_by: str
+    author: str
+
+
+@dataclass(frozen=True, slots=True)
+class Replanned:
+    """The same dispatch planned again: nothing is added."""
+
+    added: int
+    total: int
+    same_dispatch: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSending:
+    seconds: float
+    status: str
+    by_state: Mapping[str, int]
+    by_tier: Mapping[str, Mapping[str, int]]
+    sandbox_messages: Mapping[str, int]  # what each sandbox platform received
+    errors: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Responses:
+    """What the simulated people did through ``cns serve``'s pages."""
+
+    confirmed: int  # relay posts confirmed by village leaders
+    link_opened: int  # tracked links opened by a browser
+    previews: int  # tracked links fetched by preview robots (not counted)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoEngagement:
+    people: Responses
+    inbound_events: Mapping[str, int]  # webhook events by processing status
+    groups_counted: int
+
+
+@dataclass(frozen=True, slots=True)
+class DemoReport:
+    """The monthly report without its villages (the demo prints the teams' tiers)."""
+
+    month: str
+    as_of: date
+    root: UnitRef
+    tiers: tuple[str, ...]
+    totals: Totals
+    units: tuple[UnitFigures, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSummary:
+    """``cns demo``: what it did, step by step, and what it did not do."""
+
+    database: str
+    schema: str | None
+    as_of: date
+    units: Mapping[str, Mapping[str, int]]  # units per level on the day before the reform, and today
+    imports: tuple[ImportReport, ...]
+    groups: DemoGroups
+    groups_check: DemoCheck
+    content: DemoContent
+    dispatch: PlanResult
+    replanned: Replanned
+    sending: DemoSending
+    engagement: DemoEngagement
+    report: DemoReport
+    done: tuple[str, ...]
+    not_done: tuple[str, ...]
+
+
+async def run_demo(workdir: Path) -> DemoSummary:
     """Everything on embedded defaults, against the sandbox platforms started here on 127.0.0.1, with
     ``cns serve`` (in this process) receiving the members' replies and reactions through its webhooks."""
     base = f"http://127.0.0.1:{_free_port()}"
@@ -98,7 +201,7 @@ async def run_demo(workdir: Path) -> dict[str, Any]:
         await boxes.stop()
 
 
-async def _run(workdir: Path, boxes: Sandboxes, base: str) -> dict[str, Any]:  # noqa: PLR0915 - the story
+async def _run(workdir: Path, boxes: Sandboxes, base: str) -> DemoSummary:  # noqa: PLR0915 - the story
     creds = boxes.credentials
     secrets = workdir / "secrets.json"
     secrets.write_text(
@@ -140,16 +243,14 @@ async def _run(workdir: Path, boxes: Sandboxes, base: str) -> dict[str, Any]:  #
         async with app.transaction() as s:
             admin = await users.get_actor(s, "admin")
             imports = [
-                (await import_units(s, data_file("laichau-2022-units.csv"), date(2022, 1, 1))).to_dict(),
-                (
-                    await import_units(
-                        s,
-                        data_file("laichau-2025-units.csv"),
-                        REFORM,
-                        data_file("laichau-2022-to-2025-communes.csv"),
-                    )
-                ).to_dict(),
-                (await import_units(s, data_file("laichau-villages-sample.csv"), REFORM)).to_dict(),
+                await import_units(s, data_file("laichau-2022-units.csv"), date(2022, 1, 1)),
+                await import_units(
+                    s,
+                    data_file("laichau-2025-units.csv"),
+                    REFORM,
+                    data_file("laichau-2022-to-2025-communes.csv"),
+                ),
+                await import_units(s, data_file("laichau-villages-sample.csv"), REFORM),
             ]
             await import_aliases(s, data_file("laichau-name-variants.csv"), date(2025, 6, 30))
         imports.append(await _generated_villages(app, workdir, day))
@@ -216,47 +317,36 @@ async def _run(workdir: Path, boxes: Sandboxes, base: str) -> dict[str, Any]:  #
         "facebook": len(boxes.running["facebook"].app[fb_box.STATE].posts),
         "webhook": len(boxes.running["webhook"].app[wh_box.STATE].messages),
     }
-    return {
-        "database": str(workdir / "cns-demo.db"),
-        "schema": schema,
-        "as_of": day.isoformat(),
-        "units": {"2025-06-30": before.counts(), day.isoformat(): after.counts()},
-        "imports": imports,
-        "groups": {
-            "total": total_groups,
-            "by_platform_mode": dict(sorted(modes.items())),
-            "import": group_import,
-        },
-        "groups_check": {
-            "ok": check.ok,
-            "mismatched": len(check.mismatched),
-            "units_without_group": len(check.units_without_group),
-        },
-        "content": {"id": content_id, "status": "approved", "approved_by": "phe.duyet", "author": "bien.tap"},
-        "dispatch": plan.to_dict(),
-        "replanned": {
-            "added": again.added,
-            "total": again.total,
-            "same_dispatch": again.dispatch_id == plan.dispatch_id,
-        },
-        "sending": {
-            "seconds": round(elapsed, 2),
-            "status": outcome["status"],
-            "by_state": outcome["by_state"],
-            "by_tier": outcome["tier_states"],
-            "sandbox_messages": received,
-            "errors": stats.errors,
-        },
-        "engagement": {"people": people, "inbound_events": inbound, "groups_counted": polled},
-        "report": {
-            "month": report["month"],
-            "as_of": report["as_of"],
-            "root": report["root"],
-            "tiers": report["tiers"],
-            "totals": report["totals"],
-            "units": [u for u in report["units"] if u["level"] != "village"],
-        },
-        "done": [
+    assert isinstance(report, reports.MonthlyReport)  # the demo's units exist
+    return DemoSummary(
+        database=str(workdir / "cns-demo.db"),
+        schema=schema,
+        as_of=day,
+        units={"2025-06-30": before.counts(), day.isoformat(): after.counts()},
+        imports=tuple(imports),
+        groups=DemoGroups(total_groups, dict(sorted(modes.items())), group_import),
+        groups_check=DemoCheck(check.ok, len(check.mismatched), len(check.units_without_group)),
+        content=DemoContent(content_id, ContentStatus.APPROVED, approved_by="phe.duyet", author="bien.tap"),
+        dispatch=plan,
+        replanned=Replanned(again.added, again.total, again.dispatch_id == plan.dispatch_id),
+        sending=DemoSending(
+            round(elapsed, 2),
+            outcome.status,
+            outcome.by_state,
+            outcome.tier_states,
+            received,
+            stats.errors,
+        ),
+        engagement=DemoEngagement(people, inbound, polled),
+        report=DemoReport(
+            report.month,
+            report.as_of,
+            report.root,
+            report.tiers,
+            report.totals,
+            tuple(u for u in report.units if u.level != "village"),
+        ),
+        done=(
             "units 2022 and 2025 with the reform mapping",
             "villages (8 real, the rest generated)",
             "accounts with secret references, pointed at the sandbox platforms",
@@ -271,16 +361,16 @@ async def _run(workdir: Path, boxes: Sandboxes, base: str) -> dict[str, Any]:  #
             "member counts read once from every direct group through the platforms (cns worker/serve "
             "do it every 24 h)",
             "the monthly report rolled up tier by tier",
-        ],
-        "not_done": [
+        ),
+        not_done=(
             "tier waves and quiet hours are off in the demo, so every tier goes out at once (cns send "
             "--waves commune=15,village=30 staggers them)",
             "relay groups are the village leaders' own, so their member counts stay unknown (never 0)",
-        ],
-    }
+        ),
+    )
 
 
-async def _generated_villages(app: App, workdir: Path, day: date) -> dict[str, object]:
+async def _generated_villages(app: App, workdir: Path, day: date) -> ImportReport:
     """No public village register exists: give every commune but Mù Cả a few placeholder villages."""
     async with app.transaction() as s:
         tree = await load_tree(s, day)
@@ -295,7 +385,7 @@ async def _generated_villages(app: App, workdir: Path, day: date) -> dict[str, o
         generated = _write_csv(
             workdir / "generated-villages.csv", ["code", "name", "type", "level", "parent_code"], rows
         )
-        return (await import_units(s, generated, REFORM)).to_dict()
+        return await import_units(s, generated, REFORM)
 
 
 async def _people_and_accounts(app: App, admin: users.Actor, day: date, boxes: Sandboxes) -> None:
@@ -353,22 +443,22 @@ def _demo_groups(tree: Any) -> list[list[str]]:
         if node.level == "province":
             title = f"CNS_tỉnh {node.name.removeprefix('Tỉnh ')}"
             rows += [
-                ["12", "zalo-oa-laichau", "gmf-12", title, "direct", ""],
-                ["12", "tg-laichau", "-1001200000012", title, "direct", ""],
-                ["12", "fb-page-laichau", DEMO_PAGE, title, "direct", ""],
+                ["12", "zalo-oa-laichau", "gmf-12", title, GroupMode.DIRECT, ""],
+                ["12", "tg-laichau", "-1001200000012", title, GroupMode.DIRECT, ""],
+                ["12", "fb-page-laichau", DEMO_PAGE, title, GroupMode.DIRECT, ""],
             ]
         elif node.level == "commune":
             title = f"CNS_{node.name}"
             rows += [
-                [node.code, "zalo-oa-laichau", f"gmf-{node.code}", title, "direct", ""],
-                [node.code, "tg-laichau", f"-100{int(node.code):010d}", title, "direct", ""],
+                [node.code, "zalo-oa-laichau", f"gmf-{node.code}", title, GroupMode.DIRECT, ""],
+                [node.code, "tg-laichau", f"-100{int(node.code):010d}", title, GroupMode.DIRECT, ""],
             ]
         elif node.level == "village":
             commune = tree.nodes[node.parent_id]
             title = f"CNS_{node.name}_{commune.name}"
             leader = f"Trưởng {node.name}=zalo:84{zlib.crc32(node.code.encode()) % 10**9:09d}"
             serial = int(node.code.rsplit("-", 1)[1].lstrip("G") or 0)
-            rows.append([node.code, "zalo-oa-laichau", f"relay-{node.code}", title, "relay", leader])
+            rows.append([node.code, "zalo-oa-laichau", f"relay-{node.code}", title, GroupMode.RELAY, leader])
             if serial == 1:
                 rows.append(
                     [
@@ -376,12 +466,12 @@ def _demo_groups(tree: Any) -> list[list[str]]:
                         "tg-laichau",
                         f"-200{zlib.crc32(node.code.encode()) % 10**9:09d}",
                         title,
-                        "direct",
+                        GroupMode.DIRECT,
                         "",
                     ]
                 )
             if serial == 2:
-                rows.append([node.code, "mocha-bridge", f"mocha-{node.code}", title, "direct", ""])
+                rows.append([node.code, "mocha-bridge", f"mocha-{node.code}", title, GroupMode.DIRECT, ""])
     return rows
 
 
@@ -409,27 +499,29 @@ async def _bot_admin(boxes: Sandboxes, rows: list[list[str]]) -> None:
         (await http.post(f"{boxes.urls['telegram']}/__sim/chats", json=chats)).raise_for_status()
 
 
-async def _people_respond(app: App, base: str) -> dict[str, int]:
+async def _people_respond(app: App, base: str) -> Responses:
     """Village leaders confirm two relay posts in three; one reader in four opens the post's link (and
     the chat apps' preview robots fetch it first, which must not count)."""
     async with app.sessions() as s:
         rows = (await s.execute(select(col(Delivery.id), col(Delivery.state)))).all()
     track = link_tracker(app.settings)
-    out = {"confirmed": 0, "link_opened": 0, "previews": 0}
+    confirmed = opened = previews = 0
     async with aiohttp.ClientSession() as http:
         for row_id, state in rows:
             delivery_id = pk(row_id)
-            if state == "awaiting_confirmation" and delivery_id % 3:
+            if state == DeliveryState.AWAITING_CONFIRMATION and delivery_id % 3:
                 token = confirmation_token(app.settings, f"delivery-{delivery_id}")
                 async with http.post(f"{base}/r/{token}") as answer:
-                    out["confirmed"] += answer.status == 200
-            if state in {"sent", "awaiting_confirmation"} and delivery_id % 4 == 0:
+                    confirmed += answer.status == 200
+            if state in SEND_SUCCEEDED and delivery_id % 4 == 0:
                 link = track(delivery_id)("https://dichvucong.gov.vn")
                 for agent in ("facebookexternalhit/1.1", BROWSER):
                     async with http.get(link, headers={"User-Agent": agent}, allow_redirects=False) as answer:
-                        if answer.status == 302:
-                            out["previews" if agent != BROWSER else "link_opened"] += 1
-    return out
+                        if answer.status == 302 and agent == BROWSER:
+                            opened += 1
+                        elif answer.status == 302:
+                            previews += 1
+    return Responses(confirmed, opened, previews)
 
 
 async def _settle(app: App, patience: float = 10.0) -> dict[str, int]:
@@ -447,9 +539,7 @@ async def _settle(app: App, patience: float = 10.0) -> dict[str, int]:
                 ).all()
             }
         total = sum(counts.values())
-        stable = (
-            stable + 1 if total == last and not counts.get("pending") and not counts.get("working") else 0
-        )
+        stable = stable + 1 if total == last and not any(counts.get(s) for s in EVENT_UNPROCESSED) else 0
         if stable >= 4:
             break
         last = total

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,10 +15,19 @@ from sqlmodel import col
 
 from broadcaster.directory import audit
 from broadcaster.directory.users import Actor, Permission
-from broadcaster.domain.errors import Conflict, InputError, NotFound
+from broadcaster.domain.errors import ConfigError, Conflict, InputError, NotFound
 from broadcaster.domain.models import Account
 from broadcaster.domain.platforms import platform_facts
-from broadcaster.domain.secrets import contains_credential, is_available, looks_secret, parse_ref, redact
+from broadcaster.domain.results import Json
+from broadcaster.domain.secrets import (
+    contains_credential,
+    is_available,
+    looks_secret,
+    parse_ref,
+    redact,
+    resolve,
+    whsec_key,
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -45,16 +56,35 @@ def _check_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def account_dict(account: Account, secrets_file: Path | None = None) -> dict[str, Any]:
-    refs = {"main": account.secret_ref} if account.secret_ref else {}
-    refs.update(account.settings.get("secrets", {}))
-    return {
-        "name": account.name,
-        "platform": account.platform,
-        "status": account.status,
-        "settings": redact({k: v for k, v in account.settings.items() if k != "secrets"}),
-        "secrets": {k: {"ref": ref, "available": is_available(ref, secrets_file)} for k, ref in refs.items()},
-    }
+@dataclass(frozen=True, slots=True)
+class SecretInfo:
+    """A secret reference (``env:NAME``, ``file:KEY``; never the value) and whether it resolves."""
+
+    ref: str
+    available: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    """An account as ``cns accounts add|list`` show it: settings redacted, secrets by reference."""
+
+    name: str
+    platform: str
+    status: str
+    settings: Mapping[str, Json]
+    secrets: Mapping[str, SecretInfo]  # "main" (--secret) first, then the named extra secrets
+
+    @classmethod
+    def of(cls, account: Account, secrets_file: Path | None = None) -> AccountInfo:
+        refs = {"main": account.secret_ref} if account.secret_ref else {}
+        refs.update(account.settings.get("secrets", {}))
+        return cls(
+            account.name,
+            account.platform,
+            account.status,
+            redact({k: v for k, v in account.settings.items() if k != "secrets"}),
+            {k: SecretInfo(ref, is_available(ref, secrets_file)) for k, ref in refs.items()},
+        )
 
 
 async def add_account(
@@ -66,15 +96,30 @@ async def add_account(
     secret_ref: str | None,
     extra_secrets: dict[str, str] | None = None,
     settings: dict[str, Any] | None = None,
+    secrets_file: Path | None = None,
 ) -> Account:
     actor.require(Permission.MANAGE_ACCOUNTS)
     if not _NAME.match(name):
         raise InputError(f"invalid account name {name!r}: letters, digits, '.', '_' or '-'")
-    platform = check_platform(platform)
+    facts = platform_facts(platform)
+    platform = facts.name
     for ref in [secret_ref, *(extra_secrets or {}).values()]:
         if ref is not None:
             parse_ref(ref)
     stored = _check_settings(dict(settings or {}))
+    missing = [key for key in facts.required_settings if stored.get(key) in (None, "")]
+    if missing:
+        raise InputError(
+            f"a {platform} account needs the setting {', '.join(missing)} (--set {missing[0]}=...): "
+            "without it nothing can be sent"
+        )
+    if facts.whsec_secret:  # a key that cannot sign would fail every send: refuse it now when we can read it
+        for ref in (secret_ref, (extra_secrets or {}).get("hook")):
+            if ref and is_available(ref, secrets_file):
+                try:
+                    whsec_key(resolve(ref, secrets_file).reveal())
+                except ConfigError as exc:
+                    raise InputError(f"secret {ref}: {exc}") from None
     if extra_secrets:
         stored["secrets"] = dict(extra_secrets)
     if (await session.execute(select(col(Account.id)).where(col(Account.name) == name))).first():
@@ -82,7 +127,7 @@ async def add_account(
     account = Account(name=name, platform=platform, settings=stored, secret_ref=secret_ref)
     session.add(account)
     await session.flush()
-    await audit.record(session, actor.name, "account.add", "account", name, after=account_dict(account))
+    await audit.record(session, actor.name, "account.add", "account", name, after=AccountInfo.of(account))
     return account
 
 
@@ -95,3 +140,8 @@ async def get_account(session: AsyncSession, name: str) -> Account:
 
 async def list_accounts(session: AsyncSession) -> list[Account]:
     return list((await session.execute(select(Account).order_by(col(Account.name)))).scalars())
+
+
+async def account_list(session: AsyncSession, secrets_file: Path | None = None) -> list[AccountInfo]:
+    """``cns accounts list``: every account, by name."""
+    return [AccountInfo.of(a, secrets_file) for a in await list_accounts(session)]

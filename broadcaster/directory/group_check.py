@@ -7,48 +7,81 @@ import difflib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from broadcaster.domain.models import ChatGroup, Unit, UnitSuccession
+from broadcaster.domain.models import ChatGroup, Unit, UnitSuccession, pk
+from broadcaster.domain.states import GroupStatus
 from broadcaster.units.aliases import aliases_of
 from broadcaster.units.naming import expected_key, expected_title, fold, parse_title
-from broadcaster.units.tree import UnitNode, UnitTree, load_tree
+from broadcaster.units.tree import UnitNode, UnitRef, UnitTree, load_tree
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """A group whose title does not name its unit by the convention."""
+
+    group_id: int
+    title: str
+    platform: str
+    external_id: str
+    unit: UnitRef
+    expected_title: str
+    reason: str
+    likely_unit: UnitRef | None  # the unit the title seems to name instead
+
+
+@dataclass(frozen=True, slots=True)
+class GoneUnitGroup:
+    """An active group of a unit that no longer exists on the day."""
+
+    group_id: int
+    title: str
+    platform: str
+    external_id: str
+    unit: UnitRef
+    unit_ended: date | None
+    successors: tuple[UnitRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SameUnitDuplicate:
+    """Several active groups of one unit on one platform."""
+
+    kind: str = field(default="same unit and platform", init=False)
+    unit: UnitRef
+    platform: str
+    group_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SameTitleDuplicate:
+    """Several active groups on one platform whose titles name the same unit."""
+
+    kind: str = field(default="same title", init=False)
+    title: str
+    title_key: str
+    platform: str
+    group_ids: tuple[int, ...]
+
+
+Duplicate = SameUnitDuplicate | SameTitleDuplicate
+
+
+@dataclass(frozen=True, slots=True)
 class CheckReport:
+    """``cns groups check``: the active groups against the tree of ``as_of``."""
+
     as_of: date
-    groups: int = 0
-    ok: int = 0
-    mismatched: list[dict[str, Any]] = field(default_factory=list)
-    units_without_group: list[dict[str, Any]] = field(default_factory=list)
-    groups_of_gone_units: list[dict[str, Any]] = field(default_factory=list)
-    duplicates: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def problems(self) -> int:
-        return (
-            len(self.mismatched)
-            + len(self.units_without_group)
-            + len(self.groups_of_gone_units)
-            + len(self.duplicates)
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "as_of": self.as_of.isoformat(),
-            "groups": self.groups,
-            "ok": self.ok,
-            "problems": self.problems,
-            "mismatched": self.mismatched,
-            "units_without_group": self.units_without_group,
-            "groups_of_gone_units": self.groups_of_gone_units,
-            "duplicates": self.duplicates,
-        }
+    groups: int
+    ok: int
+    problems: int
+    mismatched: tuple[Mismatch, ...]
+    units_without_group: tuple[UnitRef, ...]
+    groups_of_gone_units: tuple[GoneUnitGroup, ...]
+    duplicates: tuple[Duplicate, ...]
 
 
 def _names(tree: UnitTree, node: UnitNode) -> list[str]:
@@ -66,10 +99,6 @@ def _accepted(tree: UnitTree, node: UnitNode, aliases: dict[int, list[str]]) -> 
             expected_key([n, p], node.level) for n in own for p in [parent.name, *aliases.get(parent.id, [])]
         }
     return {expected_key([n], node.level) for n in own}
-
-
-def _unit(node: UnitNode) -> dict[str, str]:
-    return {"code": node.code, "name": node.name, "level": node.level}
 
 
 class _Index:
@@ -99,92 +128,87 @@ class _Index:
 async def check_groups(session: AsyncSession, as_of: date) -> CheckReport:
     tree = await load_tree(session, as_of)
     index = _Index(tree, await aliases_of(session))
-    report = CheckReport(as_of)
     rows = await session.execute(
         select(ChatGroup, Unit)
         .join(Unit, col(Unit.id) == col(ChatGroup.unit_id))
-        .where(col(ChatGroup.status) == "active")
+        .where(col(ChatGroup.status) == GroupStatus.ACTIVE)
         .order_by(col(ChatGroup.id))
     )
     groups = rows.all()
-    report.groups = len(groups)
+    ok = 0
+    mismatched: list[Mismatch] = []
+    gone: list[GoneUnitGroup] = []
     covered: set[int] = set()
     by_unit_platform: dict[tuple[int, str], list[ChatGroup]] = defaultdict(list)
     by_title: dict[tuple[str, str], list[ChatGroup]] = defaultdict(list)
     successors = await _successors(session, {u.id for _, u in groups if u.id not in tree.nodes and u.id})
     for group, unit in groups:
-        base = {
-            "group_id": group.id,
-            "title": group.title,
-            "platform": group.platform,
-            "external_id": group.external_id,
-        }
         parsed = parse_title(group.title)
         if parsed is not None:
             by_title[(group.platform, parsed.key)].append(group)
         node = tree.nodes.get(unit.id or -1)
         if node is None:
-            report.groups_of_gone_units.append(
-                {
-                    **base,
-                    "unit": {"code": unit.code, "name": unit.name, "level": unit.level},
-                    "unit_ended": unit.valid_to.isoformat() if unit.valid_to else None,
-                    "successors": successors.get(unit.id or -1, []),
-                }
+            gone.append(
+                GoneUnitGroup(
+                    pk(group.id),
+                    group.title,
+                    group.platform,
+                    group.external_id,
+                    UnitRef.of(unit),
+                    unit.valid_to,
+                    tuple(successors.get(unit.id or -1, [])),
+                )
             )
             continue
         covered.add(node.id)
         by_unit_platform[(node.id, group.platform)].append(group)
         expected = expected_title(_names(tree, node), node.level)
         if parsed is not None and parsed.key in index.accepted[node.id]:
-            report.ok += 1
+            ok += 1
             continue
         likely = index.likely(parsed.key, node.level) if parsed is not None else None
-        report.mismatched.append(
-            {
-                **base,
-                "unit": _unit(node),
-                "expected_title": expected,
-                "reason": "does not start with CNS_" if parsed is None else "title names another unit",
-                "likely_unit": _unit(likely) if likely is not None and likely.id != node.id else None,
-            }
+        mismatched.append(
+            Mismatch(
+                pk(group.id),
+                group.title,
+                group.platform,
+                group.external_id,
+                UnitRef.of(node),
+                expected,
+                "does not start with CNS_" if parsed is None else "title names another unit",
+                UnitRef.of(likely) if likely is not None and likely.id != node.id else None,
+            )
         )
     rank = {name: i for i, name in enumerate(tree.schema.names)}
-    report.units_without_group = [
-        _unit(n)
+    without = tuple(
+        UnitRef.of(n)
         for n in sorted(tree.nodes.values(), key=lambda n: (rank.get(n.level, 99), n.code))
         if n.id not in covered
+    )
+    duplicates: list[Duplicate] = [
+        SameUnitDuplicate(UnitRef.of(tree.nodes[unit_id]), platform, tuple(pk(g.id) for g in same))
+        for (unit_id, platform), same in by_unit_platform.items()
+        if len(same) > 1
     ]
-    for (unit_id, platform), same in by_unit_platform.items():
-        if len(same) > 1:
-            report.duplicates.append(
-                {
-                    "kind": "same unit and platform",
-                    "unit": _unit(tree.nodes[unit_id]),
-                    "platform": platform,
-                    "group_ids": [g.id for g in same],
-                }
-            )
     for (platform, key), same in by_title.items():
-        if len({g.unit_id for g in same}) > 1 or (len(same) > 1 and not _same_unit_reported(report, same)):
-            report.duplicates.append(
-                {
-                    "kind": "same title",
-                    "title": same[0].title,
-                    "title_key": fold(key),
-                    "platform": platform,
-                    "group_ids": [g.id for g in same],
-                }
+        if len({g.unit_id for g in same}) > 1 or (
+            len(same) > 1 and not _same_unit_reported(duplicates, same)
+        ):
+            duplicates.append(
+                SameTitleDuplicate(same[0].title, fold(key), platform, tuple(pk(g.id) for g in same))
             )
-    return report
+    problems = len(mismatched) + len(without) + len(gone) + len(duplicates)
+    return CheckReport(
+        as_of, len(groups), ok, problems, tuple(mismatched), without, tuple(gone), tuple(duplicates)
+    )
 
 
-def _same_unit_reported(report: CheckReport, same: list[ChatGroup]) -> bool:
+def _same_unit_reported(duplicates: list[Duplicate], same: list[ChatGroup]) -> bool:
     ids = {g.id for g in same}
-    return any(ids <= set(d["group_ids"]) for d in report.duplicates)
+    return any(ids <= set(d.group_ids) for d in duplicates)
 
 
-async def _successors(session: AsyncSession, unit_ids: set[int]) -> dict[int, list[dict[str, str]]]:
+async def _successors(session: AsyncSession, unit_ids: set[int]) -> dict[int, list[UnitRef]]:
     if not unit_ids:
         return {}
     rows = await session.execute(
@@ -192,9 +216,9 @@ async def _successors(session: AsyncSession, unit_ids: set[int]) -> dict[int, li
         .join(Unit, col(Unit.id) == col(UnitSuccession.new_unit_id))
         .where(col(UnitSuccession.old_unit_id).in_(unit_ids))
     )
-    out: dict[int, list[dict[str, str]]] = defaultdict(list)
+    out: dict[int, list[UnitRef]] = defaultdict(list)
     for old_id, unit in rows:
-        out[old_id].append({"code": unit.code, "name": unit.name, "level": unit.level})
+        out[old_id].append(UnitRef.of(unit))
     return out
 
 

@@ -10,8 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from broadcaster.domain.models import Alert, ChatGroup, Delivery, GroupStatusChange, pk
-
-PENDING = ("planned", "queued", "errored", "unknown")
+from broadcaster.domain.states import PENDING, DeliveryState, GroupStatus
 
 
 def set_status(s: AsyncSession, group: ChatGroup, status: str, reason: str, now: datetime) -> bool:
@@ -30,9 +29,9 @@ def set_status(s: AsyncSession, group: ChatGroup, status: str, reason: str, now:
 async def mark_unreachable(s: AsyncSession, group: ChatGroup, reason: str, now: datetime) -> bool:
     """The group can no longer be posted to: mark it, skip what is still pending for it, alert an admin.
     Returns False when it was not active (nothing changed)."""
-    if group.status != "active":
+    if group.status != GroupStatus.ACTIVE:
         return False
-    set_status(s, group, "unreachable", reason, now)
+    set_status(s, group, GroupStatus.UNREACHABLE, reason, now)
     s.add(
         Alert(
             kind="group_unreachable",
@@ -43,7 +42,7 @@ async def mark_unreachable(s: AsyncSession, group: ChatGroup, reason: str, now: 
     await s.execute(
         update(Delivery)
         .where(col(Delivery.group_id) == group.id, col(Delivery.state).in_(PENDING))
-        .values(state="skipped", last_error="group unreachable", updated_at=now)
+        .values(state=DeliveryState.SKIPPED, last_error="group unreachable", updated_at=now)
     )
     return True
 

@@ -18,6 +18,7 @@ A row whose (account, external_id) already exists updates that group: re-importi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,15 @@ from broadcaster.directory.users import Actor, Permission
 from broadcaster.domain.errors import Conflict, CsvError, InputError, NotFound
 from broadcaster.domain.models import Account, ChatGroup, GroupStatusChange, Unit, pk
 from broadcaster.domain.platforms import PLATFORMS
+from broadcaster.domain.ports import Admin
+from broadcaster.domain.results import as_dict
 from broadcaster.domain.sqltypes import utcnow
+from broadcaster.domain.states import GroupMode, GroupStatus, values_of
 from broadcaster.storage.csvio import nfc, read_csv
 from broadcaster.units.tree import UnitTree, load_tree
 
-MODES = ("direct", "relay")
-STATUSES = ("active", "unreachable", "migrated", "archived")
+MODES = values_of(GroupMode)
+STATUSES = values_of(GroupStatus)
 ADMIN_CHANNELS = (*PLATFORMS, "phone")
 GROUP_COLUMNS = ("unit_code", "account", "external_id", "title")
 GROUP_OPTIONAL = ("platform", "mode", "admins", "status")
@@ -84,7 +88,7 @@ def _validated(
         raise InputError(f"unknown mode {mode!r} (modes: {', '.join(MODES)})")
     if status not in STATUSES:
         raise InputError(f"unknown status {status!r} (statuses: {', '.join(STATUSES)})")
-    if mode == "relay" and not admins:
+    if mode == GroupMode.RELAY and not admins:
         raise InputError("a relay group needs at least one admin to forward posts")
     return {
         "unit_id": unit.id,
@@ -98,18 +102,42 @@ def _validated(
     }
 
 
-def group_dict(group: ChatGroup, unit_code: str, account_name: str) -> dict[str, Any]:
-    return {
-        "id": group.id,
-        "unit": unit_code,
-        "platform": group.platform,
-        "account": account_name,
-        "external_id": group.external_id,
-        "title": group.title,
-        "mode": group.mode,
-        "admins": group.admins,
-        "status": group.status,
-    }
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """A group as ``cns groups add|list|accept`` show it (``unit``: its unit's code)."""
+
+    id: int
+    unit: str
+    platform: str
+    account: str
+    external_id: str
+    title: str
+    mode: str
+    admins: tuple[Admin, ...]
+    status: str
+
+    @classmethod
+    def of(cls, group: ChatGroup, unit_code: str, account_name: str) -> GroupInfo:
+        return cls(
+            pk(group.id),
+            unit_code,
+            group.platform,
+            account_name,
+            group.external_id,
+            group.title,
+            group.mode,
+            tuple(Admin(a["name"], a["channel"], a["address"]) for a in group.admins),
+            group.status,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GroupImport:
+    """``cns groups import``: the file's rows, the groups added and the known ones updated."""
+
+    rows: int
+    added: int
+    updated: int
 
 
 async def add_group(
@@ -120,7 +148,7 @@ async def add_group(
     account_name: str,
     external_id: str,
     title: str,
-    mode: str = "direct",
+    mode: str = GroupMode.DIRECT,
     admins: str = "",
     today: date,
 ) -> ChatGroup:
@@ -128,7 +156,15 @@ async def add_group(
     tree = await load_tree(session, today)
     account = await get_account(session, account_name)
     values = _validated(
-        tree, account, unit_code, None, external_id.strip(), nfc(title), mode, parse_admins(admins), "active"
+        tree,
+        account,
+        unit_code,
+        None,
+        external_id.strip(),
+        nfc(title),
+        mode,
+        parse_admins(admins),
+        GroupStatus.ACTIVE,
     )
     actor.require_within(tree, values["unit_id"], "add group")
     exists = await session.execute(
@@ -142,12 +178,17 @@ async def add_group(
     session.add(group)
     await session.flush()
     await audit.record(
-        session, actor.name, "group.add", "group", group.id, after=group_dict(group, unit_code, account_name)
+        session,
+        actor.name,
+        "group.add",
+        "group",
+        group.id,
+        after=GroupInfo.of(group, unit_code, account_name),
     )
     return group
 
 
-async def import_groups(session: AsyncSession, actor: Actor, path: Path, today: date) -> dict[str, int]:
+async def import_groups(session: AsyncSession, actor: Actor, path: Path, today: date) -> GroupImport:
     """Validate the whole file, then insert new groups and update known ones; a bad row writes nothing."""
     actor.require(Permission.MANAGE_GROUPS)
     name = str(path)
@@ -168,9 +209,9 @@ async def import_groups(session: AsyncSession, actor: Actor, path: Path, today: 
                 rec["platform"],
                 rec["external_id"],
                 rec["title"],
-                (rec["mode"] or "direct").lower(),
+                (rec["mode"] or GroupMode.DIRECT).lower(),
                 parse_admins(rec["admins"]),
-                (rec["status"] or "active").lower(),
+                (rec["status"] or GroupStatus.ACTIVE).lower(),
             )
             actor.require_within(tree, values["unit_id"], "import group")
         except (InputError, NotFound) as exc:
@@ -211,9 +252,9 @@ async def import_groups(session: AsyncSession, actor: Actor, path: Path, today: 
             changed += result.rowcount  # type: ignore[attr-defined]
     if moves:  # kept for the reports of past months
         await session.execute(insert(GroupStatusChange), moves)
-    summary = {"rows": len(rows), "added": len(fresh), "updated": changed}
+    summary = GroupImport(len(rows), len(fresh), changed)
     await audit.record(
-        session, actor.name, "group.import", "group", path.name, after={**summary, "file": name}
+        session, actor.name, "group.import", "group", path.name, after={**as_dict(summary), "file": name}
     )
     return summary
 
@@ -252,7 +293,7 @@ async def list_groups(
     unit_code: str | None = None,
     platform: str | None = None,
     status: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[GroupInfo]:
     query = (
         select(ChatGroup, col(Unit.code), col(Account.name))
         .join(Unit, col(Unit.id) == col(ChatGroup.unit_id))
@@ -268,4 +309,4 @@ async def list_groups(
         tree = await load_tree(session, today)
         inside = {n.id for n in tree.subtree(tree.get(unit_code).id)}
         rows = [r for r in rows if r[0].unit_id in inside]
-    return [group_dict(group, code, account) for group, code, account in rows]
+    return [GroupInfo.of(group, code, account) for group, code, account in rows]

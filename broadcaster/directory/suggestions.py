@@ -5,8 +5,8 @@ as ``cns groups add``) or dismisses it."""
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Any
+from dataclasses import dataclass
+from datetime import date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,15 +15,40 @@ from sqlmodel import col
 from broadcaster.directory import audit, groups
 from broadcaster.directory.users import Actor, Permission
 from broadcaster.domain.errors import Conflict, InputError, NotFound
-from broadcaster.domain.models import Account, GroupSuggestion, Unit
+from broadcaster.domain.models import Account, GroupSuggestion, Unit, pk
+from broadcaster.domain.states import GroupMode, SuggestionStatus, values_of
 from broadcaster.units.tree import load_tree
 
-STATUSES = ("pending", "accepted", "dismissed")
+STATUSES = values_of(SuggestionStatus)
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """A suggested registration (``unit``/``unit_name``: the unit its title matched, or None)."""
+
+    id: int
+    account: str
+    platform: str
+    external_id: str
+    title: str
+    unit: str | None
+    unit_name: str | None
+    match: str
+    status: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Dismissed:
+    """``cns groups dismiss``: the suggestion and its new status."""
+
+    id: int
+    status: str
 
 
 async def list_suggestions(
-    session: AsyncSession, actor: Actor, *, today: date, status: str | None = "pending"
-) -> list[dict[str, Any]]:
+    session: AsyncSession, actor: Actor, *, today: date, status: str | None = SuggestionStatus.PENDING
+) -> list[Suggestion]:
     """Suggestions the actor may act on: matched to a unit in their subtree; unmatched ones only for
     actors without a scope (nobody below the province can tell where they belong)."""
     actor.require(Permission.MANAGE_GROUPS)
@@ -36,7 +61,7 @@ async def list_suggestions(
     if status is not None:
         query = query.where(col(GroupSuggestion.status) == status)
     tree = await load_tree(session, today) if actor.scope_unit_id is not None else None
-    out = []
+    out: list[Suggestion] = []
     for suggestion, account, code, name in (await session.execute(query)).all():
         if tree is not None and (
             suggestion.unit_id is None
@@ -45,18 +70,18 @@ async def list_suggestions(
         ):
             continue
         out.append(
-            {
-                "id": suggestion.id,
-                "account": account,
-                "platform": suggestion.platform,
-                "external_id": suggestion.external_id,
-                "title": suggestion.title,
-                "unit": code,
-                "unit_name": name,
-                "match": suggestion.match,
-                "status": suggestion.status,
-                "at": suggestion.at.isoformat(),
-            }
+            Suggestion(
+                pk(suggestion.id),
+                account,
+                suggestion.platform,
+                suggestion.external_id,
+                suggestion.title,
+                code,
+                name,
+                suggestion.match,
+                suggestion.status,
+                suggestion.at,
+            )
         )
     return out
 
@@ -65,7 +90,7 @@ async def _pending(session: AsyncSession, suggestion_id: int) -> GroupSuggestion
     suggestion = await session.get(GroupSuggestion, suggestion_id)
     if suggestion is None:
         raise NotFound(f"no group suggestion {suggestion_id}")
-    if suggestion.status != "pending":
+    if suggestion.status != SuggestionStatus.PENDING:
         raise Conflict(f"group suggestion {suggestion_id} is already {suggestion.status}")
     return suggestion
 
@@ -77,9 +102,9 @@ async def accept(
     *,
     today: date,
     unit_code: str | None = None,
-    mode: str = "direct",
+    mode: str = GroupMode.DIRECT,
     admins: str = "",
-) -> dict[str, Any]:
+) -> groups.GroupInfo:
     """Register the suggested group for its matched unit (or ``unit_code``, which overrides a wrong or
     missing match). The usual checks apply: scope, unit alive today, relay admins."""
     suggestion = await _pending(session, suggestion_id)
@@ -104,7 +129,7 @@ async def accept(
         admins=admins,
         today=today,
     )
-    suggestion.status = "accepted"
+    suggestion.status = SuggestionStatus.ACCEPTED
     await audit.record(
         session,
         actor.name,
@@ -113,10 +138,10 @@ async def accept(
         suggestion.id,
         after={"group_id": group.id, "unit": unit_code, "matched": suggestion.match},
     )
-    return groups.group_dict(group, unit_code, account.name)
+    return groups.GroupInfo.of(group, unit_code, account.name)
 
 
-async def dismiss(session: AsyncSession, actor: Actor, suggestion_id: int, *, today: date) -> None:
+async def dismiss(session: AsyncSession, actor: Actor, suggestion_id: int, *, today: date) -> Dismissed:
     """Not one of ours (a test group, a mistaken title): no longer listed. Adding the bot again to the
     group suggests it again."""
     actor.require(Permission.MANAGE_GROUPS)
@@ -125,7 +150,7 @@ async def dismiss(session: AsyncSession, actor: Actor, suggestion_id: int, *, to
         if suggestion.unit_id is None:
             raise InputError("only an admin without a scope may dismiss a suggestion that matched no unit")
         actor.require_within(await load_tree(session, today), suggestion.unit_id, "dismiss suggestion")
-    suggestion.status = "dismissed"
+    suggestion.status = SuggestionStatus.DISMISSED
     await audit.record(
         session,
         actor.name,
@@ -134,3 +159,4 @@ async def dismiss(session: AsyncSession, actor: Actor, suggestion_id: int, *, to
         suggestion.id,
         before={"title": suggestion.title, "external_id": suggestion.external_id},
     )
+    return Dismissed(pk(suggestion.id), suggestion.status)

@@ -14,7 +14,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -102,14 +101,28 @@ async def get_actor(session: AsyncSession, name: str | None) -> Actor:
     return Actor(pk(row.id), row.name, row.role, row.scope_unit_id, code)
 
 
-def user_dict(user: User, scope_code: str | None) -> dict[str, Any]:
-    return {
-        "name": user.name,
-        "full_name": user.full_name,
-        "role": user.role,
-        "scope": scope_code,
-        "active": user.active,
-    }
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """A user as ``cns users add|list`` show them (``scope``: the code of their subtree, or None)."""
+
+    name: str
+    full_name: str
+    role: str
+    scope: str | None
+    active: bool
+
+    @classmethod
+    def of(cls, user: User, scope_code: str | None) -> UserInfo:
+        return cls(user.name, user.full_name, user.role, scope_code, user.active)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """``cns users token``: the token, shown this once (only its hash is stored)."""
+
+    user: str
+    label: str
+    token: str
 
 
 async def add_user(
@@ -151,20 +164,20 @@ async def add_user(
     user = User(name=name, role=role, scope_unit_id=scope_id, full_name=full_name)
     session.add(user)
     await session.flush()
-    await audit.record(session, by, "user.add", "user", name, after=user_dict(user, scope_code))
+    await audit.record(session, by, "user.add", "user", name, after=UserInfo.of(user, scope_code))
     return user
 
 
-async def list_users(session: AsyncSession) -> list[dict[str, Any]]:
+async def list_users(session: AsyncSession) -> list[UserInfo]:
     rows = await session.execute(
         select(User, col(Unit.code))
         .outerjoin(Unit, col(Unit.id) == col(User.scope_unit_id))
         .order_by(col(User.name))
     )
-    return [user_dict(user, code) for user, code in rows]
+    return [UserInfo.of(user, code) for user, code in rows]
 
 
-async def issue_token(session: AsyncSession, actor: Actor | None, user_name: str, label: str) -> str:
+async def issue_token(session: AsyncSession, actor: Actor | None, user_name: str, label: str) -> IssuedToken:
     """A new API token for ``user_name`` (shown once; only its hash is kept). Users issue their own;
     an admin may issue one for anybody."""
     if actor is None:
@@ -181,7 +194,7 @@ async def issue_token(session: AsyncSession, actor: Actor | None, user_name: str
         ApiToken(user_id=pk(user.id), name=label, token_hash=hashlib.sha256(token.encode()).hexdigest())
     )
     await audit.record(session, actor.name, "user.token", "user", user_name, after={"token": label})
-    return token
+    return IssuedToken(user_name, label, token)
 
 
 async def actor_for_token(session: AsyncSession, token: str) -> Actor | None:

@@ -9,7 +9,7 @@ text to post again. The new revision must have been approved: a correction is co
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -20,12 +20,21 @@ from broadcaster.directory import audit
 from broadcaster.directory.users import Actor
 from broadcaster.dispatch.control import _check_scope, _dispatch
 from broadcaster.dispatch.followup import Pacer, SenderPool, Tally
-from broadcaster.dispatch.recall import OUT
-from broadcaster.dispatch.targets import target_for
+from broadcaster.dispatch.targets import media_from, target_for
 from broadcaster.domain.errors import DeliveryError, NotSupported, WorkflowError
-from broadcaster.domain.models import Account, ChatGroup, ContentItem, ContentRevision, Delivery, pk
+from broadcaster.domain.models import (
+    Account,
+    Attachment,
+    ChatGroup,
+    ContentItem,
+    ContentRevision,
+    Delivery,
+    RevisionAttachment,
+    pk,
+)
 from broadcaster.domain.ports import Media, RenderedMessage, Sender
 from broadcaster.domain.sqltypes import utcnow
+from broadcaster.domain.states import DELIVERED, ContentStatus, GroupMode
 from broadcaster.storage.app import App
 from broadcaster.units.tree import load_tree
 
@@ -33,8 +42,24 @@ RenderFn = Callable[[str, ContentRevision, list[Media], Mapping[str, str]], Rend
 CORRECTION_PREFIX = "Đính chính: "
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class CorrectionReport:
+    """``cns correct``: what happened where (``by_platform``: outcome counts; ``errors``: the first 20)."""
+
+    dispatch: int
+    revision: int
+    edited: int
+    correction_posts: int
+    admins_told: int
+    failed: int
+    by_platform: Mapping[str, Mapping[str, int]]
+    errors: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Progress:
+    """The counts of a correction under way."""
+
     dispatch: int
     revision: int
     edited: int = 0
@@ -43,16 +68,17 @@ class CorrectionReport:
     failed: int = 0
     tally: Tally = field(default_factory=Tally)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dispatch": self.dispatch,
-            "revision": self.revision,
-            "edited": self.edited,
-            "correction_posts": self.correction_posts,
-            "admins_told": self.admins_told,
-            "failed": self.failed,
-            **self.tally.to_dict(),
-        }
+    def report(self) -> CorrectionReport:
+        return CorrectionReport(
+            self.dispatch,
+            self.revision,
+            self.edited,
+            self.correction_posts,
+            self.admins_told,
+            self.failed,
+            self.tally.counts(),
+            self.tally.first_errors(),
+        )
 
 
 async def correct(
@@ -72,7 +98,7 @@ async def correct(
         assert item is not None
         assert old is not None
         if (
-            item.status != "approved"
+            item.status != ContentStatus.APPROVED
             or item.approved_revision is None
             or item.approved_revision <= old.number
         ):
@@ -92,11 +118,23 @@ async def correct(
             await s.execute(
                 select(Delivery, ChatGroup)
                 .join(ChatGroup, col(ChatGroup.id) == col(Delivery.group_id))
-                .where(col(Delivery.dispatch_id) == dispatch_id, col(Delivery.state).in_(OUT))
+                .where(col(Delivery.dispatch_id) == dispatch_id, col(Delivery.state).in_(DELIVERED))
             )
         ).all()
         accounts = {pk(a.id): a for a in (await s.execute(select(Account))).scalars()}
         tree = await load_tree(s, dispatch.as_of)
+        files = (
+            await s.execute(
+                select(Attachment)
+                .join(RevisionAttachment, col(RevisionAttachment.sha256) == col(Attachment.sha256))
+                .where(col(RevisionAttachment.revision_id) == new.id)
+                .order_by(col(RevisionAttachment.position))
+            )
+        ).scalars()
+        # The edit carries the new revision's attachments (a post sent as a captioned photo is edited
+        # by its caption); when they are the old ones, the platform keeps its media as they are.
+        media = media_from(list(files), app.settings.public_url)
+        keep_media = list(old.attachments) == list(new.attachments)
         await audit.record(
             s,
             actor.name,
@@ -106,7 +144,7 @@ async def correct(
             {"revision": old.number},
             {"revision": new.number, "sha256": new.sha256},
         )
-    report = CorrectionReport(dispatch_id, new.number)
+    report = _Progress(dispatch_id, new.number)
     notice = ContentRevision(
         content_id=new.content_id,
         number=new.number,
@@ -124,7 +162,7 @@ async def correct(
             target = target_for(group, tree)
             account = accounts[group.account_id]
             try:
-                if group.mode == "relay":
+                if group.mode == GroupMode.RELAY:
                     message = render(group.platform, new, [], target.variables)
                     edit = relay(pool.channels(accounts)).edit
                     await pacer.call(
@@ -133,12 +171,13 @@ async def correct(
                     report.admins_told += 1
                     outcome = "corrected: the relay admins got the new text"
                 else:
+                    message = render(group.platform, new, media, target.variables)
                     outcome = await _edit_or_post(
                         pool.get(account),
                         target,
                         delivery,
                         group,
-                        new,
+                        replace(message, keep_media=keep_media),
                         notice,
                         render,
                         report,
@@ -158,7 +197,7 @@ async def correct(
                 )
     finally:
         await pool.close()
-    return report
+    return report.report()
 
 
 async def _edit_or_post(
@@ -166,14 +205,13 @@ async def _edit_or_post(
     target: Any,
     delivery: Delivery,
     group: ChatGroup,
-    new: ContentRevision,
+    message: RenderedMessage,
     notice: ContentRevision,
     render: RenderFn,
-    report: CorrectionReport,
+    report: _Progress,
     pacer: Pacer,
     account: Account,
 ) -> str:
-    message = render(group.platform, new, [], target.variables)
     group_id = pk(group.id)
     if len(delivery.message_ids) == 1 and len(message.parts) == 1:
         first = delivery.message_ids[0]
@@ -184,7 +222,7 @@ async def _edit_or_post(
         except NotSupported:
             pass
     post = render(group.platform, notice, [], target.variables)
-    key = f"correction-{delivery.id}-{new.number}"
+    key = f"correction-{delivery.id}-{notice.number}"
     await pacer.call(account, group_id, lambda: sender.send(target, post, key))
     report.correction_posts += 1
     return "corrected: correction post sent"

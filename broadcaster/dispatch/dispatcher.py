@@ -8,6 +8,13 @@ alone). Here: batches that overlap, sends in flight bounded by ``concurrency`` (
 until its outcome is committed, so a crash can leave at most that many sent-but-uncommitted, which the
 next worker sends again and counts as ``resent_unknown``; policy ``hold`` leaves them for a person), the
 group commit of outcomes, rate limits, quiet hours, relay and rendering.
+
+When the database is unavailable (:class:`DatabaseUnavailable`: refused, dropped, timed out), the worker
+says so once and waits for it: no claim and no new send; sends in flight finish and their outcomes wait
+in memory, still under our lease; the connection is tried again with capped exponential backoff. When it
+answers, our leases are extended first (nothing expires into ``unknown`` because of the outage), rows a
+claim took as the connection broke are given back, then the waiting outcomes are committed and claiming
+resumes: nothing lost, nothing sent twice.
 """
 
 from __future__ import annotations
@@ -21,10 +28,10 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Protocol, cast
+from typing import Protocol, TypeVar, cast
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +46,7 @@ from broadcaster.domain.errors import (
     AuthFailed,
     CnsError,
     ConfigError,
+    DatabaseUnavailable,
     DeliveryError,
     PermanentError,
     RateLimited,
@@ -55,11 +63,20 @@ from broadcaster.domain.models import (
 )
 from broadcaster.domain.ports import Media, RenderedMessage, Sender, SendResult, Target
 from broadcaster.domain.sqltypes import utcnow
+from broadcaster.domain.states import (
+    SEND_SUCCEEDED,
+    TRIED_AGAIN,
+    AccountStatus,
+    DeliveryState,
+    GroupMode,
+    GroupStatus,
+)
 from broadcaster.domain.timeutil import LOCAL_TZ
 from broadcaster.storage.app import App
 from broadcaster.units.tree import UnitTree, load_tree
 
 log = logging.getLogger("cns.dispatcher")
+T = TypeVar("T")
 
 _G = ChatGroup.__table__  # type: ignore[attr-defined]
 # What a send reads of a group (the fields of GroupView), not its timestamps and notes.
@@ -75,6 +92,8 @@ _GROUP_FIELDS = (
     "admins",
 )
 _GROUP_COLUMNS = tuple(_G.c[name] for name in _GROUP_FIELDS)
+
+
 class RenderFn(Protocol):
     def __call__(
         self,
@@ -112,6 +131,7 @@ class Stats:
     recovered: int = 0
     held: int = 0  # given back by our own rate limit, to be sent when the bucket has room
     errors: dict[str, int] = field(default_factory=dict)  # platform and network errors, by class
+    outages: int = 0  # times the database became unavailable (and the worker waited for it)
 
 
 class _Slots:
@@ -172,6 +192,7 @@ class Dispatcher:
         quiet: QuietFn | None = None,
         clock: Callable[[], datetime] = utcnow,
         queue: Queue | None = None,
+        db_retry: tuple[float, float] = (0.5, 10.0),
     ) -> None:
         if unknown_policy not in {"resend", "hold"}:
             raise ValueError("unknown_policy is 'resend' or 'hold'")
@@ -195,6 +216,7 @@ class Dispatcher:
         self.limits = Limits(clock=time.time if clock is utcnow else lambda: self.clock().timestamp())
         self.stats = Stats()
         self._senders: dict[int, Sender] = {}
+        self._retired: list[Sender] = []  # adapters of accounts paused while running (see commit)
         self._contexts: dict[int, _Context] = {}
         self._loading = asyncio.Lock()
         self._held: set[int] = set()
@@ -206,6 +228,16 @@ class Dispatcher:
         # One limit on sends in flight for the whole worker, shared by the overlapping batches.
         self._in_flight = _Slots(concurrency)
         self.queue: Queue = queue or SqlQueue(app, self.worker_id, self.lease)
+        # The database: up (set), or unavailable (clear) with one task waiting for it (_reconnect),
+        # first and longest wait between its tries.
+        self.db_retry = db_retry
+        self._db_up = asyncio.Event()
+        self._db_up.set()
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._db_calls = 0  # queue calls in flight: an outage ends once those from before have settled
+        self._holding: set[int] = set()  # claimed, outcome not committed yet
+        self._claim_in_doubt = False  # a claim failed with the connection: it may have been committed
+        self._stop: asyncio.Event | None = None  # run()'s: a claim waiting for the database gives up
 
     # --- the queue -------------------------------------------------------------------------------------
 
@@ -296,24 +328,18 @@ class Dispatcher:
 
     async def run_batch(self, limit: int | None = None) -> int:
         """Claim one batch, send it, commit every outcome. Returns how many were claimed."""
-        claimed = await self.claim(limit)
+        claimed = await self._claim(limit)
         if not claimed:
             return 0
-        async with self.app.transaction() as s:
-            # Rows, not ORM objects: a thousand model instances per batch cost more than the claim.
-            # On the connection: through the session, a Core select still builds its rows the ORM way.
-            rows = await (await s.connection()).execute(
-                select(*_GROUP_COLUMNS).where(_G.c.id.in_({c.group_id for c in claimed}))
-            )
-            groups = {int(g.id): cast(GroupView, g) for g in rows}
-            accounts = {pk(a.id): a for a in (await s.execute(select(Account))).scalars()}
-            contexts = {d: await self._context(s, d) for d in {c[1] for c in claimed}}
+        groups, accounts, contexts = await self._db(lambda: self._batch_data(claimed))
         renewer = asyncio.create_task(self._renew_every())
 
         async def one(c: Claimed) -> None:
             # A send keeps its slot until its outcome is committed, so what a crash can leave sent but
             # uncommitted (and send again) is bounded by ``concurrency``, the sends in flight.
             async with self._in_flight:
+                if not self._db_up.is_set():  # no new send while outcomes cannot be written
+                    await self._db_up.wait()
                 outcome = await self._send_one(
                     c.delivery_id, groups[c.group_id], accounts, contexts[c.dispatch_id], c.reminders
                 )
@@ -334,8 +360,22 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
             await self._outbox_drained()
-        await self.queue.finish_dispatches()  # once per batch: it reads every row of a running dispatch
+        await self._db(self.queue.finish_dispatches)  # once per batch: it reads every running dispatch
         return len(claimed)
+
+    async def _batch_data(
+        self, claimed: Sequence[Claimed]
+    ) -> tuple[dict[int, GroupView], dict[int, Account], dict[int, _Context]]:
+        async with self.app.transaction() as s:
+            # Rows, not ORM objects: a thousand model instances per batch cost more than the claim.
+            # On the connection: through the session, a Core select still builds its rows the ORM way.
+            rows = await (await s.connection()).execute(
+                select(*_GROUP_COLUMNS).where(_G.c.id.in_({c.group_id for c in claimed}))
+            )
+            groups = {int(g.id): cast(GroupView, g) for g in rows}
+            accounts = {pk(a.id): a for a in (await s.execute(select(Account))).scalars()}
+            contexts = {d: await self._context(s, d) for d in {c[1] for c in claimed}}
+        return groups, accounts, contexts
 
     async def _committed(self, outcome: Outcome) -> None:
         """Return once ``outcome`` is committed. Group commit: the first outcome starts a commit at
@@ -375,7 +415,11 @@ class Dispatcher:
     async def _renew_every(self) -> None:
         while True:
             await asyncio.sleep(self.lease.total_seconds() / 3)
-            await self.renew()
+            if self._db_up.is_set():  # else the leases are extended as soon as the database is back
+                try:
+                    await self._attempt(self.renew)
+                except DatabaseUnavailable as exc:
+                    self._unavailable(exc)
 
     async def _send_one(
         self,
@@ -387,20 +431,24 @@ class Dispatcher:
     ) -> Outcome:
         account = accounts[group.account_id]
         outcome = Outcome(delivery_id, pk(group.id), pk(account.id))
-        if group.status != "active":
-            outcome.state, outcome.note = "skipped", f"group is {group.status}"
-        elif account.status != "active":
-            outcome.state, outcome.note = "queued", f"account {account.name} is paused"
+        if group.status != GroupStatus.ACTIVE:
+            outcome.state, outcome.note = DeliveryState.SKIPPED, f"group is {group.status}"
+        elif account.status != AccountStatus.ACTIVE:
+            outcome.state, outcome.note = DeliveryState.QUEUED, f"account {account.name} is paused"
         elif (resume := self._quiet_until(group, ctx)) is not None:
             # A retry or a broadcast running late must not reach people at night either.
-            outcome.state, outcome.due = "queued", resume
+            outcome.state, outcome.due = DeliveryState.QUEUED, resume
             outcome.note = f"quiet hours until {resume.astimezone(LOCAL_TZ):%H:%M %d/%m}"
         else:
             try:
                 outcome.message_ids = await self._deliver(
                     delivery_id, group, account, accounts, ctx, reminders
                 )
-                outcome.state = "awaiting_confirmation" if group.mode == "relay" else "sent"
+                outcome.state = (
+                    DeliveryState.AWAITING_CONFIRMATION
+                    if group.mode == GroupMode.RELAY
+                    else DeliveryState.SENT
+                )
             except DeliveryError as exc:
                 outcome.error = exc
             except CnsError as exc:  # a secret missing, a render refused: nothing a retry can fix
@@ -410,11 +458,17 @@ class Dispatcher:
             except Exception as exc:  # a bug must not stop the broadcast; the delivery is retried
                 log.exception("delivery %s: unexpected error", delivery_id)
                 outcome.error = TransientError(f"internal error: {type(exc).__name__}")
-        if isinstance(outcome.error, RateLimited) and not is_held(outcome.error):
-            # The platform's wait applies to everything else this account sends, not only this delivery.
-            self.limits.account(pk(account.id), account.platform, account.settings).block(
-                outcome.error.retry_after
+        # A platform's 429 applies to everything else this account sends, not only this delivery, and
+        # its limit is lower than the pace we kept: the account's rate comes down to it.
+        if (
+            isinstance(outcome.error, RateLimited)
+            and not is_held(outcome.error)
+            and self.limits.slow_down(
+                pk(account.id), account.platform, account.settings, outcome.error.retry_after
             )
+        ):
+            rate = self.limits.accounts[pk(account.id)].rate
+            log.info("account %s: 429 from %s, pacing at %.1f/s now", account.name, account.platform, rate)
         if is_held(outcome.error):
             self.stats.held += 1
         elif outcome.error is not None:
@@ -441,9 +495,9 @@ class Dispatcher:
         if variables is None:
             variables = ctx.variables[group.unit_id] = variables_for(ctx.tree, group.unit_id)
         target = target_for(group, ctx.tree, variables)
-        if reminders and group.mode == "relay":
+        if reminders and group.mode == GroupMode.RELAY:
             target = dataclasses.replace(target, reminder=reminders)
-        sender = self._relay(group, accounts) if group.mode == "relay" else self.sender(account)
+        sender = self._relay(group, accounts) if group.mode == GroupMode.RELAY else self.sender(account)
         track = self.track(delivery_id) if self.track is not None else None
         message = self.render(group.platform, ctx.revision, ctx.media, target.variables, track=track)
         # Held by our own bucket: not sent, due again when it has a token, not charged as an attempt.
@@ -457,7 +511,7 @@ class Dispatcher:
             raise PermanentError("relay groups need the relay adapter, which this worker was not given")
         channels: dict[str, Sender] = {}
         for account in sorted(accounts.values(), key=lambda a: (a.id != group.account_id, a.id)):
-            if account.status == "active" and account.platform not in channels:
+            if account.status == AccountStatus.ACTIVE and account.platform not in channels:
                 channels[account.platform] = self.sender(account)
         return self.make_relay(channels)
 
@@ -472,17 +526,24 @@ class Dispatcher:
         rows = [decide(o, self.policy, now) for o in outcomes]
         for row in rows:
             self._count(row)
-        await self.queue.commit(rows, now)
+        # Decided once: while the database is unavailable the same rows wait and are written when it
+        # is back (under our lease, extended then; a commit whose answer was lost is written again
+        # harmlessly: the rows it wrote are no longer leased to us).
+        await self._db(lambda: self.queue.commit(rows, now))
+        self._holding.difference_update(row.delivery_id for row in rows)
         for row in rows:
-            if isinstance(row.effect, AccountRefused):  # paused: its adapter is not used again
+            if isinstance(row.effect, AccountRefused):
+                # Paused: new sends build a new adapter once it is resumed. This one is closed when the
+                # worker stops, not now: sends of the account still in flight share its HTTP session
+                # (closing it under them turned each into "Session is closed" and a lost send).
                 sender = self._senders.pop(row.effect.account_id, None)
                 if sender is not None:
-                    await sender.close()
+                    self._retired.append(sender)
 
     def _count(self, row: Decided) -> None:
-        self.stats.sent += row.state in {"sent", "awaiting_confirmation"}
-        self.stats.failed += row.state == "failed"
-        self.stats.retried += row.state in {"errored", "queued"}
+        self.stats.sent += row.state in SEND_SUCCEEDED
+        self.stats.failed += row.state == DeliveryState.FAILED
+        self.stats.retried += row.state in TRIED_AGAIN
 
     # --- the loop ----------------------------------------------------------------------------------------
 
@@ -490,6 +551,7 @@ class Dispatcher:
         """Claim and send until ``stop`` is set (with ``until_idle``: until nothing is due or in flight)."""
         # Batches overlap: while one commits its outcomes or claims the next rows, another is sending.
         running: set[asyncio.Task[int]] = set()
+        self._stop = stop
         try:
             last_recovery = 0.0
             while not stop.is_set():
@@ -498,7 +560,7 @@ class Dispatcher:
                 if (
                     tick := asyncio.get_running_loop().time()
                 ) - last_recovery > self.lease.total_seconds() / 4:
-                    await self.recover()
+                    await self._db(self.recover)
                     last_recovery = tick
                 while len(running) < self.pipelines:
                     running.add(asyncio.create_task(self.run_batch()))
@@ -509,7 +571,7 @@ class Dispatcher:
                     done, running = await asyncio.wait(running)
                     if any(task.result() for task in done):
                         continue
-                if until_idle and not await self._anything_left():
+                if until_idle and not await self._db(self._anything_left):
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=idle_sleep)
@@ -518,9 +580,121 @@ class Dispatcher:
                 for task in running:
                     task.result()
         finally:
-            await self.release()
+            await self._released()
             await self.close()
         return self.stats
+
+    async def _released(self) -> None:
+        """Give back what is claimed and not started, waiting for the database if it is unavailable
+        (the rows would expire into ``unknown``); not when the run is being cancelled."""
+        task = asyncio.current_task()
+        try:
+            if task is not None and task.cancelling():
+                await self._attempt(self.release)
+            else:
+                await self._db(self.release)
+        except DatabaseUnavailable as exc:
+            log.warning("claimed deliveries not given back (their leases will expire): %s", exc)
+        finally:
+            if self._reconnecting is not None:
+                self._reconnecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._reconnecting
+                self._reconnecting = None
+            self._stop = None
+
+    # --- the database unavailable --------------------------------------------------------------------
+
+    async def _attempt(self, call: Callable[[], Awaitable[T]]) -> T:
+        """One try of a queue call, counted while in flight."""
+        self._db_calls += 1
+        try:
+            return await call()
+        finally:
+            self._db_calls -= 1
+
+    async def _db(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, once the database is up; while it is unavailable, wait for it and try again."""
+        while True:
+            if not self._db_up.is_set():
+                await self._db_up.wait()
+            try:
+                return await self._attempt(call)
+            except DatabaseUnavailable as exc:
+                self._unavailable(exc)
+
+    async def _claim(self, limit: int | None) -> list[Claimed]:
+        """:meth:`claim` once the database is up, the claimed rows held (see :meth:`_back`); nothing
+        once ``stop`` is set."""
+
+        async def claim() -> list[Claimed]:
+            claimed = await self.claim(limit)
+            self._holding.update(c.delivery_id for c in claimed)
+            return claimed
+
+        while True:
+            if not self._db_up.is_set():
+                await self._up_or_stopped()
+            if self._stop is not None and self._stop.is_set():
+                return []
+            try:
+                return await self._attempt(claim)
+            except DatabaseUnavailable as exc:
+                self._claim_in_doubt = True  # its commit may have reached the database, not its answer
+                self._unavailable(exc)
+
+    async def _up_or_stopped(self) -> None:
+        waits = [asyncio.ensure_future(self._db_up.wait())]
+        if self._stop is not None:
+            waits.append(asyncio.ensure_future(self._stop.wait()))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+    def _unavailable(self, exc: DatabaseUnavailable) -> None:
+        """The database did not answer: said once per outage, then one task tries it until it does."""
+        if not self._db_up.is_set():
+            return
+        self._db_up.clear()
+        self.stats.outages += 1
+        log.warning("%s; retrying", exc)
+        self._reconnecting = asyncio.create_task(self._reconnect(exc, time.monotonic()))
+
+    async def _reconnect(self, exc: DatabaseUnavailable, since: float) -> None:
+        delay, longest = self.db_retry
+        tries = 0
+        while True:
+            await asyncio.sleep(delay)
+            if self._db_calls:  # calls made before the outage have not settled yet: they will
+                continue
+            delay = min(delay * 2, longest)
+            tries += 1
+            try:
+                await self._back()
+            except DatabaseUnavailable as again:
+                log.debug("database still unavailable: %s", again)
+                continue
+            break
+        log.info(
+            "database %s available again after %.1f s (tried %d times); resuming",
+            exc.where,
+            time.monotonic() - since,
+            tries,
+        )
+        self._reconnecting = None
+        self._db_up.set()
+
+    async def _back(self) -> None:
+        """The first calls once the database answers: our leases extended (the outage may have outlasted
+        them), then the rows a claim may have taken as the connection broke given back."""
+        await self.queue.renew(self.clock())
+        if self._claim_in_doubt:
+            given = await self.queue.give_back(self._holding)
+            self._claim_in_doubt = False
+            if given:
+                log.info("%d deliveries claimed as the database went away given back", given)
 
     async def _anything_left(self, horizon: timedelta = timedelta(seconds=60)) -> bool:
         """Deliveries in flight, or due within ``horizon`` without anyone's action (paused accounts and
@@ -528,6 +702,7 @@ class Dispatcher:
         return await self.queue.anything_left(self.clock() + horizon)
 
     async def close(self) -> None:
-        for sender in self._senders.values():
+        for sender in (*self._senders.values(), *self._retired):
             await sender.close()
         self._senders.clear()
+        self._retired.clear()

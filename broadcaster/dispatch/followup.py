@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from broadcaster.dispatch.ratelimit import Limits
 from broadcaster.domain.errors import RateLimited
 from broadcaster.domain.models import Account, pk
 from broadcaster.domain.ports import Sender
+from broadcaster.domain.states import AccountStatus
 
 T = TypeVar("T")
 
@@ -30,8 +31,12 @@ class Tally:
         self.note(platform, "failed")
         self.errors.append(f"group {group_title!r}: {reason}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"by_platform": {p: dict(c) for p, c in self.by_platform.items()}, "errors": self.errors[:20]}
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {p: dict(c) for p, c in self.by_platform.items()}
+
+    def first_errors(self) -> tuple[str, ...]:
+        """The errors a report shows: the first 20."""
+        return tuple(self.errors[:20])
 
 
 class SenderPool:
@@ -49,7 +54,7 @@ class SenderPool:
 
     def channels(self, accounts: Mapping[int, Account]) -> dict[str, Sender]:
         """An active account per platform: the channels a relay reaches admins through."""
-        return {a.platform: self.get(a) for a in accounts.values() if a.status == "active"}
+        return {a.platform: self.get(a) for a in accounts.values() if a.status == AccountStatus.ACTIVE}
 
     async def close(self) -> None:
         for sender in self._senders.values():
@@ -78,5 +83,5 @@ class Pacer:
             except RateLimited as exc:
                 if attempt == self.tries or exc.retry_after > self.max_wait:
                     raise
-                self.limits.account(*key).block(exc.retry_after)  # the next take waits it out
+                self.limits.slow_down(*key, exc.retry_after)  # the next take waits it out, slower
         raise AssertionError("unreachable: the last attempt returns or raises")

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from broadcaster.dispatch.retry import RetryPolicy
 from broadcaster.domain.errors import AuthFailed, DeliveryError, TargetGone, TargetMigrated
+from broadcaster.domain.states import DeliveryState
 
 
 class Claimed(NamedTuple):
@@ -32,7 +33,7 @@ class Outcome:
     delivery_id: int
     group_id: int
     account_id: int
-    state: str = "sent"
+    state: str = DeliveryState.SENT
     message_ids: tuple[str, ...] = ()
     error: DeliveryError | None = None
     note: str | None = None
@@ -104,10 +105,10 @@ def decide(outcome: Outcome, policy: RetryPolicy, now: datetime) -> Decided:
             attempts if decision.counts else attempts - 1,
             effect=effect_of(outcome),
         )
-    if outcome.state == "queued":
-        return Decided(outcome.delivery_id, "queued", outcome.due, outcome.note, attempts - 1)
-    if outcome.state == "skipped":
-        return Decided(outcome.delivery_id, "skipped", None, outcome.note, attempts)
+    if outcome.state == DeliveryState.QUEUED:
+        return Decided(outcome.delivery_id, DeliveryState.QUEUED, outcome.due, outcome.note, attempts - 1)
+    if outcome.state == DeliveryState.SKIPPED:
+        return Decided(outcome.delivery_id, DeliveryState.SKIPPED, None, outcome.note, attempts)
     return Decided(
         outcome.delivery_id, outcome.state, None, outcome.note, attempts, outcome.message_ids, True
     )

@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Integer, String, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,7 +33,9 @@ from broadcaster.domain.models import (
     pk,
 )
 from broadcaster.domain.platforms import PLATFORMS
+from broadcaster.domain.results import renamed
 from broadcaster.domain.sqltypes import UTCDateTime, utcnow
+from broadcaster.domain.states import ApprovalDecision, ContentStatus, DeliveryState, GroupStatus
 from broadcaster.domain.timeutil import LOCAL_TZ
 from broadcaster.storage.db import upsert_insert
 from broadcaster.units.tree import UnitTree, load_tree
@@ -43,37 +44,27 @@ PAST_TOLERANCE = timedelta(minutes=5)
 _CHUNK = 5000
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class PlanResult:
-    dispatch_id: int
+    """``cns send``: the dispatch (new or found again), what this call added and what it holds in all
+    (``scheduled_at`` in local time; ``as_of``: the day whose tree chose the audience)."""
+
+    dispatch_id: int = field(metadata=renamed("dispatch"))
     created: bool
     added: int
     total: int
     scheduled_at: datetime
-    as_of: str
-    by_state: dict[str, int] = field(default_factory=dict)
-    by_level: dict[str, int] = field(default_factory=dict)
-    by_platform: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dispatch": self.dispatch_id,
-            "created": self.created,
-            "added": self.added,
-            "total": self.total,
-            "scheduled_at": self.scheduled_at.astimezone(LOCAL_TZ).isoformat(),
-            "as_of": self.as_of,
-            "by_state": self.by_state,
-            "by_level": self.by_level,
-            "by_platform": self.by_platform,
-        }
+    as_of: date
+    by_state: Mapping[str, int]
+    by_level: Mapping[str, int]
+    by_platform: Mapping[str, int]
 
 
 async def _approved(session: AsyncSession, content_id: int) -> tuple[ContentRevision, Approval]:
     item = await session.get(ContentItem, content_id)
     if item is None:
         raise NotFound(f"unknown content {content_id}")
-    if item.status != "approved" or item.approved_revision is None:
+    if item.status != ContentStatus.APPROVED or item.approved_revision is None:
         raise WorkflowError(f"content {content_id} is {item.status}, not approved: it cannot be sent")
     revision = (
         await session.execute(
@@ -88,7 +79,7 @@ async def _approved(session: AsyncSession, content_id: int) -> tuple[ContentRevi
             select(Approval)
             .where(
                 col(Approval.revision_id) == revision.id,
-                col(Approval.decision) == "approved",
+                col(Approval.decision) == ApprovalDecision.APPROVED,
                 col(Approval.revision_sha256) == revision.sha256,
             )
             .order_by(col(Approval.id).desc())
@@ -204,8 +195,18 @@ async def plan(
         added += await _insert_deliveries(
             session, dispatch_id, sorted(ids), chosen, now, due if due > now else None
         )
-    result = PlanResult(dispatch_id, created, added, 0, when, as_of.isoformat())
-    await _count(session, result)
+    by_state, by_tier, by_platform = await _count(session, dispatch_id)
+    result = PlanResult(
+        dispatch_id,
+        created,
+        added,
+        sum(by_state.values()),
+        when.astimezone(LOCAL_TZ),
+        as_of,
+        by_state,
+        by_tier,
+        by_platform,
+    )
     await audit.record(
         session,
         actor.name,
@@ -282,7 +283,7 @@ async def _insert_deliveries(
                 col(Unit.level),
                 col(ChatGroup.platform),
                 col(ChatGroup.mode),
-                literal("planned", String),
+                literal(DeliveryState.PLANNED, String),
                 literal(0, Integer),
                 literal(due, UTCDateTime),
                 stamp,
@@ -291,7 +292,7 @@ async def _insert_deliveries(
             .join(Unit, col(Unit.id) == col(ChatGroup.unit_id))
             .where(
                 col(ChatGroup.unit_id).in_(chunk),
-                col(ChatGroup.status) == "active",
+                col(ChatGroup.status) == GroupStatus.ACTIVE,
                 col(ChatGroup.platform).in_(platforms),
             )
         )
@@ -320,17 +321,15 @@ async def _insert_deliveries(
     return added
 
 
-async def _count(session: AsyncSession, result: PlanResult) -> None:
-    for column, target in (
-        (Delivery.state, result.by_state),
-        (Delivery.level, result.by_level),
-        (Delivery.platform, result.by_platform),
-    ):
+async def _count(session: AsyncSession, dispatch_id: int) -> list[dict[str, int]]:
+    """The dispatch's deliveries per state, per level and per platform."""
+    counts = []
+    for column in (Delivery.state, Delivery.level, Delivery.platform):
         rows = await session.execute(
             select(col(column), func.count())
-            .where(col(Delivery.dispatch_id) == result.dispatch_id)
+            .where(col(Delivery.dispatch_id) == dispatch_id)
             .group_by(col(column))
             .order_by(col(column))
         )
-        target.update(dict(rows.all()))
-    result.total = sum(result.by_state.values())
+        counts.append(dict(rows.all()))
+    return counts

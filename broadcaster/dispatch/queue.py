@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol, cast
 
@@ -29,14 +29,23 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from broadcaster.directory.group_events import PENDING, mark_unreachable, migrate_group
+from broadcaster.directory.group_events import mark_unreachable, migrate_group
 from broadcaster.dispatch.outcomes import AccountRefused, Claimed, Decided, Effect, GroupGone, GroupMigrated
 from broadcaster.domain.models import Account, AccountLease, Alert, ChatGroup, Delivery, Dispatch, pk
 from broadcaster.domain.sqltypes import UTCDateTime
+from broadcaster.domain.states import (
+    CLAIMABLE_WITHOUT_UNKNOWN,
+    DISPATCH_SENDING,
+    PENDING,
+    UNFINISHED,
+    AccountStatus,
+    DeliveryState,
+    DispatchStatus,
+)
 from broadcaster.storage.app import App
 from broadcaster.storage.db import upsert_insert
 
-RUNNABLE = ("planned", "running")  # dispatch statuses whose deliveries may be sent
+RUNNABLE = DISPATCH_SENDING  # dispatch statuses whose deliveries may be sent
 
 
 class Queue(Protocol):
@@ -72,6 +81,12 @@ class Queue(Protocol):
     async def release(self) -> None:
         """Give back what we claimed and did not finish (``queued``, the attempt not charged), and our
         account leases."""
+        ...
+
+    async def give_back(self, keep: Collection[int]) -> int:
+        """Give back, as :meth:`release` does, the rows under our lease other than ``keep`` (those we
+        are sending): a claim the database committed but whose answer was lost with the connection.
+        Account leases stay. Returns how many."""
         ...
 
     async def recover(self, now: datetime) -> int:
@@ -162,7 +177,7 @@ class SqlQueue:
         async with self._write() as s:
             insert_fn = upsert_insert(s)
             ids = (
-                (await s.execute(select(col(Account.id)).where(col(Account.status) == "active")))
+                (await s.execute(select(col(Account.id)).where(col(Account.status) == AccountStatus.ACTIVE)))
                 .scalars()
                 .all()
             )
@@ -193,7 +208,7 @@ class SqlQueue:
             await self.hold_accounts(now)
         if not self._accounts:
             return []
-        states = [s for s in PENDING if unknown or s != "unknown"]
+        states = list(PENDING if unknown else CLAIMABLE_WITHOUT_UNKNOWN)
         due = (
             select(col(Delivery.id))
             .join(Dispatch, col(Dispatch.id) == col(Delivery.dispatch_id))
@@ -204,7 +219,7 @@ class SqlQueue:
                 or_(col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= now),
                 col(Dispatch.status).in_(RUNNABLE),
                 col(Dispatch.scheduled_at) <= now,
-                col(Account.status) == "active",
+                col(Account.status) == AccountStatus.ACTIVE,
                 col(Account.id).in_(self._accounts),
             )
             .order_by(col(Delivery.id))
@@ -221,12 +236,13 @@ class SqlQueue:
                     update(_T)
                     .where(_T.c.id.in_(due.scalar_subquery()))
                     .values(
-                        state="sending",
+                        state=DeliveryState.SENDING,
                         lease_owner=self.worker_id,
                         lease_until=now + self.lease,
                         attempts=_T.c.attempts + 1,
                         updated_at=now,
-                        resent_unknown=_T.c.resent_unknown + case((_T.c.state == "unknown", 1), else_=0),
+                        resent_unknown=_T.c.resent_unknown
+                        + case((_T.c.state == DeliveryState.UNKNOWN, 1), else_=0),
                     )
                     .returning(_T.c.id, _T.c.dispatch_id, _T.c.group_id, _T.c.attempts, _T.c.reminders)
                 )
@@ -235,8 +251,11 @@ class SqlQueue:
             if claimed:
                 await s.execute(
                     update(Dispatch)
-                    .where(col(Dispatch.id).in_({c[1] for c in claimed}), col(Dispatch.status) == "planned")
-                    .values(status="running")
+                    .where(
+                        col(Dispatch.id).in_({c[1] for c in claimed}),
+                        col(Dispatch.status) == DispatchStatus.PLANNED,
+                    )
+                    .values(status=DispatchStatus.RUNNING)
                 )
         return sorted(claimed)
 
@@ -245,7 +264,9 @@ class SqlQueue:
         async with self._write() as s:
             await s.execute(
                 update(Delivery)
-                .where(col(Delivery.lease_owner) == self.worker_id, col(Delivery.state) == "sending")
+                .where(
+                    col(Delivery.lease_owner) == self.worker_id, col(Delivery.state) == DeliveryState.SENDING
+                )
                 .values(lease_until=until)
             )
             await s.execute(
@@ -293,8 +314,8 @@ class SqlQueue:
                 migrate_group(s, group, effect.new_id, now)
         elif isinstance(effect, AccountRefused):
             account = await s.get(Account, effect.account_id)
-            if account is not None and account.status == "active":
-                account.status, account.paused_reason = "paused", effect.reason[:500]
+            if account is not None and account.status == AccountStatus.ACTIVE:
+                account.status, account.paused_reason = AccountStatus.PAUSED, effect.reason[:500]
                 s.add(
                     Alert(
                         kind="account_paused",
@@ -307,22 +328,44 @@ class SqlQueue:
         async with self._write() as s:
             await s.execute(
                 update(Delivery)
-                .where(col(Delivery.lease_owner) == self.worker_id, col(Delivery.state) == "sending")
+                .where(
+                    col(Delivery.lease_owner) == self.worker_id, col(Delivery.state) == DeliveryState.SENDING
+                )
                 .values(
-                    state="queued", lease_owner=None, lease_until=None, attempts=col(Delivery.attempts) - 1
+                    state=DeliveryState.QUEUED,
+                    lease_owner=None,
+                    lease_until=None,
+                    attempts=col(Delivery.attempts) - 1,
                 )
             )
             await s.execute(delete(AccountLease).where(col(AccountLease.owner) == self.worker_id))
         self._accounts.clear()
         self._accounts_at = -1e9
 
+    async def give_back(self, keep: Collection[int]) -> int:
+        mine = [col(Delivery.lease_owner) == self.worker_id, col(Delivery.state) == DeliveryState.SENDING]
+        if keep:
+            mine.append(col(Delivery.id).not_in(list(keep)))
+        async with self._write() as s:
+            result = await s.execute(
+                update(Delivery)
+                .where(*mine)
+                .values(
+                    state=DeliveryState.QUEUED,
+                    lease_owner=None,
+                    lease_until=None,
+                    attempts=col(Delivery.attempts) - 1,
+                )
+            )
+        return int(max(result.rowcount, 0))  # type: ignore[attr-defined]
+
     async def recover(self, now: datetime) -> int:
         async with self._write() as s:
             result = await s.execute(
                 update(Delivery)
-                .where(col(Delivery.state) == "sending", col(Delivery.lease_until) < now)
+                .where(col(Delivery.state) == DeliveryState.SENDING, col(Delivery.lease_until) < now)
                 .values(
-                    state="unknown",
+                    state=DeliveryState.UNKNOWN,
                     lease_owner=None,
                     lease_until=None,
                     updated_at=now,
@@ -334,11 +377,13 @@ class SqlQueue:
     async def finish_dispatches(self) -> None:
         # Once per batch, not per commit: the check reads every row of a running dispatch.
         pending = exists().where(
-            col(Delivery.dispatch_id) == col(Dispatch.id), col(Delivery.state).in_([*PENDING, "sending"])
+            col(Delivery.dispatch_id) == col(Dispatch.id), col(Delivery.state).in_(UNFINISHED)
         )
         async with self._write() as s:
             await s.execute(
-                update(Dispatch).where(col(Dispatch.status) == "running", ~pending).values(status="done")
+                update(Dispatch)
+                .where(col(Dispatch.status) == DispatchStatus.RUNNING, ~pending)
+                .values(status=DispatchStatus.DONE)
             )
 
     async def anything_left(self, soon: datetime) -> bool:
@@ -355,13 +400,13 @@ class SqlQueue:
                         and_(
                             col(Delivery.state).in_(PENDING),
                             col(Dispatch.status).in_(RUNNABLE),
-                            col(Account.status) == "active",
+                            col(Account.status) == AccountStatus.ACTIVE,
                             col(Dispatch.scheduled_at) <= soon,
                             or_(
                                 col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= soon
                             ),
                         ),
-                        col(Delivery.state) == "sending",
+                        col(Delivery.state) == DeliveryState.SENDING,
                     )
                 )
                 .limit(1)

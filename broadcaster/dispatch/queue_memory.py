@@ -6,13 +6,21 @@ of the queue contract itself. Several :class:`MemoryQueue` (workers) share one :
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from broadcaster.directory.group_events import PENDING
 from broadcaster.dispatch.outcomes import AccountRefused, Claimed, Decided, GroupGone, GroupMigrated
 from broadcaster.dispatch.queue import RUNNABLE
+from broadcaster.domain.states import (
+    CLAIMABLE_WITHOUT_UNKNOWN,
+    PENDING,
+    UNFINISHED,
+    AccountStatus,
+    DeliveryState,
+    DispatchStatus,
+    GroupStatus,
+)
 
 
 @dataclass(slots=True)
@@ -20,7 +28,7 @@ class MemoryDelivery:
     id: int
     dispatch_id: int
     group_id: int
-    state: str = "planned"
+    state: str = DeliveryState.PLANNED
     next_attempt_at: datetime | None = None
     attempts: int = 0
     lease_owner: str | None = None
@@ -61,7 +69,9 @@ class MemoryQueue:
         async with self.store.lock:
             for account_id, status in self.store.accounts.items():
                 lease = self.store.account_leases.get(account_id)
-                if status == "active" and (lease is None or lease[0] == self.worker_id or lease[1] < now):
+                if status == AccountStatus.ACTIVE and (
+                    lease is None or lease[0] == self.worker_id or lease[1] < now
+                ):
                     self.store.account_leases[account_id] = (self.worker_id, now + self.lease)
             self._accounts = {
                 a
@@ -72,7 +82,7 @@ class MemoryQueue:
 
     async def claim(self, now: datetime, limit: int, *, unknown: bool = True) -> list[Claimed]:
         await self.hold_accounts(now)
-        states = {s for s in PENDING if unknown or s != "unknown"}
+        states = PENDING if unknown else CLAIMABLE_WITHOUT_UNKNOWN
         claimed: list[Claimed] = []
         async with self.store.lock:
             for d in sorted(self.store.deliveries.values(), key=lambda d: d.id):
@@ -85,23 +95,27 @@ class MemoryQueue:
                     and (d.next_attempt_at is None or d.next_attempt_at <= now)
                     and status in RUNNABLE
                     and scheduled <= now
-                    and self.store.accounts.get(account_id) == "active"
+                    and self.store.accounts.get(account_id) == AccountStatus.ACTIVE
                     and account_id in self._accounts
                 ):
-                    d.resent_unknown += d.state == "unknown"
-                    d.state, d.lease_owner, d.lease_until = "sending", self.worker_id, now + self.lease
+                    d.resent_unknown += d.state == DeliveryState.UNKNOWN
+                    d.state, d.lease_owner, d.lease_until = (
+                        DeliveryState.SENDING,
+                        self.worker_id,
+                        now + self.lease,
+                    )
                     d.attempts += 1
                     claimed.append(Claimed(d.id, d.dispatch_id, d.group_id, d.attempts, d.reminders))
             for c in claimed:
                 status, scheduled = self.store.dispatches[c.dispatch_id]
-                if status == "planned":
-                    self.store.dispatches[c.dispatch_id] = ("running", scheduled)
+                if status == DispatchStatus.PLANNED:
+                    self.store.dispatches[c.dispatch_id] = (DispatchStatus.RUNNING, scheduled)
         return claimed
 
     async def renew(self, now: datetime) -> None:
         async with self.store.lock:
             for d in self.store.deliveries.values():
-                if d.lease_owner == self.worker_id and d.state == "sending":
+                if d.lease_owner == self.worker_id and d.state == DeliveryState.SENDING:
                     d.lease_until = now + self.lease
             for account_id, (owner, _) in list(self.store.account_leases.items()):
                 if owner == self.worker_id:
@@ -125,59 +139,72 @@ class MemoryQueue:
         effect = r.effect
         if isinstance(effect, GroupGone):
             account, status, ext = self.store.groups[effect.group_id]
-            if status == "active":
-                self.store.groups[effect.group_id] = (account, "unreachable", ext)
+            if status == GroupStatus.ACTIVE:
+                self.store.groups[effect.group_id] = (account, GroupStatus.UNREACHABLE, ext)
                 self.store.alerts.append(f"group_unreachable {effect.group_id}")
                 for d in self.store.deliveries.values():
                     if d.group_id == effect.group_id and d.state in PENDING:
-                        d.state, d.last_error = "skipped", "group unreachable"
+                        d.state, d.last_error = DeliveryState.SKIPPED, "group unreachable"
         elif isinstance(effect, GroupMigrated):
             account, status, ext = self.store.groups[effect.group_id]
             if ext != effect.new_id:
                 self.store.groups[effect.group_id] = (account, status, effect.new_id)
                 self.store.alerts.append(f"group_migrated {effect.group_id}")
-        elif isinstance(effect, AccountRefused) and self.store.accounts.get(effect.account_id) == "active":
-            self.store.accounts[effect.account_id] = "paused"
+        elif (
+            isinstance(effect, AccountRefused)
+            and self.store.accounts.get(effect.account_id) == AccountStatus.ACTIVE
+        ):
+            self.store.accounts[effect.account_id] = AccountStatus.PAUSED
             self.store.alerts.append(f"account_paused {effect.account_id}")
 
     async def release(self) -> None:
         async with self.store.lock:
             for d in self.store.deliveries.values():
-                if d.lease_owner == self.worker_id and d.state == "sending":
-                    d.state, d.lease_owner, d.lease_until = "queued", None, None
+                if d.lease_owner == self.worker_id and d.state == DeliveryState.SENDING:
+                    d.state, d.lease_owner, d.lease_until = DeliveryState.QUEUED, None, None
                     d.attempts -= 1
             for account_id, (owner, _) in list(self.store.account_leases.items()):
                 if owner == self.worker_id:
                     del self.store.account_leases[account_id]
         self._accounts = set()
 
+    async def give_back(self, keep: Collection[int]) -> int:
+        count = 0
+        async with self.store.lock:
+            for d in self.store.deliveries.values():
+                if d.lease_owner == self.worker_id and d.state == DeliveryState.SENDING and d.id not in keep:
+                    d.state, d.lease_owner, d.lease_until = DeliveryState.QUEUED, None, None
+                    d.attempts -= 1
+                    count += 1
+        return count
+
     async def recover(self, now: datetime) -> int:
         count = 0
         async with self.store.lock:
             for d in self.store.deliveries.values():
-                if d.state == "sending" and d.lease_until is not None and d.lease_until < now:
-                    d.state, d.lease_owner, d.lease_until = "unknown", None, None
+                if d.state == DeliveryState.SENDING and d.lease_until is not None and d.lease_until < now:
+                    d.state, d.lease_owner, d.lease_until = DeliveryState.UNKNOWN, None, None
                     d.last_error = "lease expired during the send: outcome unknown"
                     count += 1
         return count
 
     async def finish_dispatches(self) -> None:
         async with self.store.lock:
-            busy = {d.dispatch_id for d in self.store.deliveries.values() if d.state in {*PENDING, "sending"}}
+            busy = {d.dispatch_id for d in self.store.deliveries.values() if d.state in UNFINISHED}
             for dispatch_id, (status, scheduled) in self.store.dispatches.items():
-                if status == "running" and dispatch_id not in busy:
-                    self.store.dispatches[dispatch_id] = ("done", scheduled)
+                if status == DispatchStatus.RUNNING and dispatch_id not in busy:
+                    self.store.dispatches[dispatch_id] = (DispatchStatus.DONE, scheduled)
 
     async def anything_left(self, soon: datetime) -> bool:
         for d in self.store.deliveries.values():
-            if d.state == "sending":
+            if d.state == DeliveryState.SENDING:
                 return True
             status, scheduled = self.store.dispatches[d.dispatch_id]
             account = self.store.groups[d.group_id][0]
             if (
                 d.state in PENDING
                 and status in RUNNABLE
-                and self.store.accounts.get(account) == "active"
+                and self.store.accounts.get(account) == AccountStatus.ACTIVE
                 and scheduled <= soon
                 and (d.next_attempt_at is None or d.next_attempt_at <= soon)
             ):

@@ -5,11 +5,20 @@ started full would let a burst of ``capacity`` through and then the refill on to
 in the first window. So the buckets here hold one token by default: sends are paced evenly at the
 rate and no window ever sees more than the limit. A ``RateLimited`` answer from the platform blocks the
 bucket until its ``retry_after`` has passed.
+
+The configured rate is a ceiling, not a promise: a platform may enforce less (a Telegram bot answering
+429 at 20 messages/s while configured for 30). An account's bucket therefore adapts, additive increase
+and multiplicative decrease: a 429 sets the rate to what the platform accepted over the last second
+(counted from our own sends) less 10 %, or 90 % of the rate when that count is not lower; then the rate
+creeps back towards the ceiling by 0.05 % of it per second, so the next probe above the real limit comes
+about half a minute later. The learned rate is kept per account (``Limits.learned``) so a new worker
+starts from it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Callable
 
@@ -30,6 +39,14 @@ SAFETY = 0.97
 PACED_BURST = 1.1
 
 
+# Adaptive rate (see the module's docstring): after a 429, 90 % of what the platform accepted in the last
+# second (or 90 % of the rate), never below 2 % of the ceiling; back up by 0.05 % of the ceiling a second.
+DECREASE = 0.9
+BELOW_ACCEPTED = 0.9
+FLOOR = 0.02
+INCREASE_PER_SECOND = 0.0005
+
+
 HELD = "held by the"  # how a RateLimited from our own buckets (not the platform) begins
 
 
@@ -48,22 +65,54 @@ class LocalLimit(Exception):
 
 class TokenBucket:
     def __init__(
-        self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic
+        self,
+        rate: float,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        adaptive: bool = False,
+        start: float | None = None,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
-        self.rate = rate
+        self.ceiling = rate
+        self.rate = min(rate, start) if start else rate
         self.capacity = burst if burst is not None else PACED_BURST
         self.tokens = self.capacity
         self.clock = clock
         self.updated = clock()
         self.blocked_until = 0.0
         self._lock = asyncio.Lock()
+        self.adaptive = adaptive
+        self.decreases = 0  # 429s that lowered the rate
+        self.taken: collections.deque[float] = collections.deque(maxlen=int(rate * 2) + 2)
 
     def _refill(self, now: float) -> None:
         if now > self.updated:  # after a block, ``updated`` is in the future: nothing refills before it
+            if self.rate < self.ceiling:  # additive increase: probe back towards the configured rate
+                self.rate = min(
+                    self.ceiling, self.rate + (now - self.updated) * self.ceiling * INCREASE_PER_SECOND
+                )
             self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
             self.updated = now
+
+    def slow_down(self, retry_after: float) -> bool:
+        """The platform answered 429: wait ``retry_after``, and (adaptive buckets) lower the rate to what
+        it accepted. Several sends in flight get the same 429: only the first one lowers the rate."""
+        now = self.clock()
+        lowered = False
+        if self.adaptive and now >= self.blocked_until:
+            accepted = sum(1 for t in self.taken if t > now - 1.0)
+            target = self.rate * DECREASE
+            # What went through in the last second tells the platform's limit only when we were sending
+            # near our own pace; a few sends refused say nothing about it (another limit, a burst).
+            if accepted >= self.rate / 2 and accepted * BELOW_ACCEPTED < target:
+                target = accepted * BELOW_ACCEPTED
+            self.rate = max(self.ceiling * FLOOR, target)
+            self.decreases += 1
+            lowered = True
+        self.block(retry_after)
+        return lowered
 
     def delay(self) -> float:
         """Seconds until a token is available (0: now)."""
@@ -79,6 +128,8 @@ class TokenBucket:
         at once, so the caller can give the delivery back with a due time instead of holding it."""
         if not self._lock.locked() and self.delay() == 0:  # nobody waiting, a token ready: no await
             self.tokens -= 1
+            if self.adaptive:
+                self.taken.append(self.updated)
             return
         async with self._lock:  # first come, first served
             while (wait := self.delay()) > 0:
@@ -86,6 +137,8 @@ class TokenBucket:
                     raise LocalLimit(wait)
                 await asyncio.sleep(wait)
             self.tokens -= 1
+            if self.adaptive:
+                self.taken.append(self.updated)
 
     def block(self, seconds: float) -> None:
         """The platform said wait: no token before ``seconds`` from now, then one, then the normal rate."""
@@ -102,6 +155,7 @@ class Limits:
         self.clock = clock
         self.accounts: dict[int, TokenBucket] = {}
         self.groups: dict[int, TokenBucket] = {}
+        self.learned: dict[int, float] = {}  # rates learned before (stored per account): where to start
 
     def account(self, account_id: int, platform: str, settings: dict[str, object]) -> TokenBucket:
         bucket = self.accounts.get(account_id)
@@ -109,8 +163,16 @@ class Limits:
             facts = FACTS.get(platform)
             default = facts.account_rate if facts is not None else UNKNOWN_PLATFORM_RATE
             rate = float(settings.get("rate_per_second") or default)  # type: ignore[arg-type]
-            bucket = self.accounts[account_id] = TokenBucket(rate * SAFETY, clock=self.clock)
+            bucket = self.accounts[account_id] = TokenBucket(
+                rate * SAFETY, clock=self.clock, adaptive=True, start=self.learned.get(account_id)
+            )
         return bucket
+
+    def slow_down(
+        self, account_id: int, platform: str, settings: dict[str, object], retry_after: float
+    ) -> bool:
+        """A 429 from the platform for this account: wait it out and lower the account's rate."""
+        return self.account(account_id, platform, settings).slow_down(retry_after)
 
     async def take(
         self,

@@ -11,7 +11,6 @@ dispatch tries only what failed before.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,6 @@ from sqlalchemy import select, update
 from sqlmodel import col
 
 from broadcaster.directory import audit
-from broadcaster.directory.group_events import PENDING
 from broadcaster.directory.users import Actor
 from broadcaster.dispatch.control import _check_scope, _dispatch
 from broadcaster.dispatch.followup import Pacer, SenderPool, Tally
@@ -29,14 +27,29 @@ from broadcaster.domain.errors import DeliveryError, NotSupported, WorkflowError
 from broadcaster.domain.models import Account, ChatGroup, Delivery, pk
 from broadcaster.domain.ports import Sender
 from broadcaster.domain.sqltypes import utcnow
+from broadcaster.domain.states import DELIVERED, PENDING, DeliveryState, DispatchStatus, GroupMode
 from broadcaster.storage.app import App
 from broadcaster.units.tree import load_tree
 
-OUT = ("sent", "awaiting_confirmation", "confirmed")
+
+@dataclass(frozen=True, slots=True)
+class RecallReport:
+    """``cns recall``: what happened where (``by_platform``: outcome counts; ``errors``: the first 20)."""
+
+    dispatch: int
+    skipped: int
+    deleted: int
+    admins_told: int
+    not_deletable: int
+    failed: int
+    by_platform: Mapping[str, Mapping[str, int]]
+    errors: tuple[str, ...]
 
 
 @dataclass(slots=True)
-class RecallReport:
+class _Progress:
+    """The counts of a recall under way."""
+
     dispatch: int
     skipped: int = 0
     deleted: int = 0
@@ -45,20 +58,17 @@ class RecallReport:
     failed: int = 0
     tally: Tally = field(default_factory=Tally)
 
-    @property
-    def by_platform(self) -> dict[str, Counter[str]]:
-        return self.tally.by_platform
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dispatch": self.dispatch,
-            "skipped": self.skipped,
-            "deleted": self.deleted,
-            "admins_told": self.admins_told,
-            "not_deletable": self.not_deletable,
-            "failed": self.failed,
-            **self.tally.to_dict(),
-        }
+    def report(self) -> RecallReport:
+        return RecallReport(
+            self.dispatch,
+            self.skipped,
+            self.deleted,
+            self.admins_told,
+            self.not_deletable,
+            self.failed,
+            self.tally.counts(),
+            self.tally.first_errors(),
+        )
 
 
 async def recall(
@@ -69,19 +79,21 @@ async def recall(
     senders: Callable[[Account], Sender],
     relay: Callable[[Mapping[str, Sender]], Sender],
 ) -> RecallReport:
-    report = RecallReport(dispatch_id)
+    report = _Progress(dispatch_id)
     async with app.transaction() as s:
         dispatch = await _dispatch(s, dispatch_id)
         await _check_scope(s, actor, dispatch, "recall")
-        again = dispatch.status == "recalled"
+        again = dispatch.status == DispatchStatus.RECALLED
         if not again:
-            before, dispatch.status = dispatch.status, "recalled"
+            before, dispatch.status = dispatch.status, DispatchStatus.RECALLED
             now = utcnow()
             result = await s.execute(
                 update(Delivery)
                 .where(col(Delivery.dispatch_id) == dispatch_id, col(Delivery.state).in_(PENDING))
                 .values(
-                    state="skipped", last_error=f"recalled by {actor.name} before sending", updated_at=now
+                    state=DeliveryState.SKIPPED,
+                    last_error=f"recalled by {actor.name} before sending",
+                    updated_at=now,
                 )
             )
             report.skipped = int(result.rowcount)  # type: ignore[attr-defined]
@@ -89,7 +101,7 @@ async def recall(
             await s.execute(
                 select(Delivery, ChatGroup)
                 .join(ChatGroup, col(ChatGroup.id) == col(Delivery.group_id))
-                .where(col(Delivery.dispatch_id) == dispatch_id, col(Delivery.state).in_(OUT))
+                .where(col(Delivery.dispatch_id) == dispatch_id, col(Delivery.state).in_(DELIVERED))
             )
         ).all()
         if again and not rows:
@@ -101,7 +113,7 @@ async def recall(
             "dispatch",
             dispatch_id,
             None if again else {"status": before},
-            {"status": "recalled", "deliveries": len(rows)},
+            {"status": DispatchStatus.RECALLED, "deliveries": len(rows)},
         )
         accounts = {pk(a.id): a for a in (await s.execute(select(Account))).scalars()}
         tree = await load_tree(s, dispatch.as_of)
@@ -117,14 +129,14 @@ async def recall(
                     update(Delivery)
                     .where(col(Delivery.id) == delivery.id)
                     .values(
-                        state="recalled" if outcome != "failed" else delivery.state,
+                        state=DeliveryState.RECALLED if outcome != "failed" else delivery.state,
                         last_error=note,
                         updated_at=utcnow(),
                     )
                 )
     finally:
         await pool.close()
-    return report
+    return report.report()
 
 
 async def _take_back(
@@ -135,13 +147,13 @@ async def _take_back(
     tree: Any,
     pool: SenderPool,
     relay: Callable[[Mapping[str, Sender]], Sender],
-    report: RecallReport,
+    report: _Progress,
     pacer: Pacer,
 ) -> tuple[str, str]:
     target = target_for(group, tree)
     ids = tuple(delivery.message_ids)
     try:
-        if group.mode == "relay":
+        if group.mode == GroupMode.RELAY:
             relayed = relay(pool.channels(accounts))
             await pacer.call(account, pk(group.id), lambda: relayed.delete(target, ids))
             report.admins_told += 1

@@ -26,13 +26,14 @@ from broadcaster.domain.errors import (
     TargetMigrated,
     TransientError,
 )
+from broadcaster.domain.states import DeliveryState
 
 DEFAULT_MAX_ATTEMPTS = 8
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    state: str
+    state: DeliveryState
     next_attempt_at: datetime | None
     counts: bool  # whether this attempt is charged against max_attempts
 
@@ -61,13 +62,15 @@ class RetryPolicy:
 
     def decide(self, error: DeliveryError, attempts: int, now: datetime) -> Decision:
         if isinstance(error, RateLimited):
-            return Decision("errored", now + timedelta(seconds=error.retry_after), counts=False)
+            return Decision(DeliveryState.ERRORED, now + timedelta(seconds=error.retry_after), counts=False)
         if isinstance(error, TargetMigrated):
-            return Decision("queued", now, counts=False)
+            return Decision(DeliveryState.QUEUED, now, counts=False)
         if isinstance(error, AuthFailed):
-            return Decision("queued", None, counts=False)
+            return Decision(DeliveryState.QUEUED, None, counts=False)
         if isinstance(error, TargetGone | PermanentError):
-            return Decision("failed", None, counts=True)
+            return Decision(DeliveryState.FAILED, None, counts=True)
         if isinstance(error, TransientError) and attempts < self.max_attempts:
-            return Decision("errored", now + timedelta(seconds=self.backoff(attempts)), counts=True)
-        return Decision("failed", None, counts=True)  # out of attempts, or an error type we do not know
+            wait = timedelta(seconds=self.backoff(attempts))
+            return Decision(DeliveryState.ERRORED, now + wait, counts=True)
+        # Out of attempts, or an error type we do not know.
+        return Decision(DeliveryState.FAILED, None, counts=True)

@@ -50,6 +50,17 @@ class StorageError(CnsError):
     """The database cannot be reached, is not initialised, or is at an unknown schema version."""
 
 
+class DatabaseUnavailable(StorageError):
+    """The database does not answer: connection refused, dropped or timed out, server shutting down.
+    Worth waiting for (the worker retries, the web answers 503), unlike a statement the database
+    refuses. ``where`` names the database (host:port/name or the SQLite file, never a password)."""
+
+    def __init__(self, where: str, reason: str, message: str | None = None) -> None:
+        self.where = where
+        self.reason = reason
+        super().__init__(message or f"database {where} unavailable: {reason}")
+
+
 class DeliveryError(CnsError):
     """A send to a platform did not succeed. The dispatcher decides from the subclass alone.
 

@@ -2,17 +2,43 @@
 
 Conventions: integer surrogate keys; official codes are strings (leading zeros matter); validity
 intervals are half-open ``[valid_from, valid_to)`` with ``valid_to = None`` meaning "still valid";
-timestamps are aware UTC (:class:`UTCDateTime`). The Alembic migrations must produce exactly this
-schema (tests/storage/test_migrations.py checks it on SQLite and PostgreSQL).
+timestamps are aware UTC (:class:`UTCDateTime`); a state, status or mode column is a string that a
+CHECK constraint limits to the values of its enum in :mod:`broadcaster.domain.states`. The Alembic
+migrations must produce exactly this schema (tests/storage/test_migrations.py checks it on SQLite and
+PostgreSQL, CHECK constraints included).
 """
 
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, LargeBinary, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 from broadcaster.domain.sqltypes import UTCDateTime, utcnow
+from broadcaster.domain.states import (
+    AccountStatus,
+    ApprovalDecision,
+    CampaignStatus,
+    ContentStatus,
+    DeliveryState,
+    DispatchStatus,
+    GroupMode,
+    GroupStatus,
+    InboundEventStatus,
+    ReportPostState,
+    SuggestionStatus,
+    values_of,
+)
 
 
 def _ts(*, nullable: bool = False, index: bool = False) -> Any:
@@ -21,6 +47,13 @@ def _ts(*, nullable: bool = False, index: bool = False) -> Any:
 
 def _json_list() -> Any:
     return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+def one_of(table: str, column: str, states: type[StrEnum]) -> CheckConstraint:
+    """``ck_<table>_<column>``: the column holds one of the values of ``states`` (kept in the
+    constraint's ``info`` for the tests). The columns stay strings; the database refuses anything else."""
+    allowed = ", ".join(f"'{value}'" for value in values_of(states))
+    return CheckConstraint(f"{column} IN ({allowed})", name=f"ck_{table}_{column}", info={"states": states})
 
 
 class TierLevel(SQLModel, table=True):
@@ -93,13 +126,14 @@ class Account(SQLModel, table=True):
     """Credentials of one bot / OA / page / webhook endpoint. Holds a reference to a secret, never one."""
 
     __tablename__ = "account"
+    __table_args__ = (one_of("account", "status", AccountStatus),)
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=64, unique=True)
     platform: str = Field(max_length=16)
     settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     secret_ref: str | None = Field(default=None, max_length=200)
-    status: str = Field(default="active", max_length=16)
+    status: str = Field(default=AccountStatus.ACTIVE, max_length=16)
     paused_reason: str | None = Field(default=None, max_length=500)
     created_at: datetime = _ts()
 
@@ -108,7 +142,11 @@ class ChatGroup(SQLModel, table=True):
     """One chat group / page / endpoint of a unit on a platform."""
 
     __tablename__ = "chat_group"
-    __table_args__ = (UniqueConstraint("account_id", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "external_id"),
+        one_of("chat_group", "mode", GroupMode),
+        one_of("chat_group", "status", GroupStatus),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     unit_id: int = Field(foreign_key="unit.id", index=True)
@@ -116,9 +154,9 @@ class ChatGroup(SQLModel, table=True):
     account_id: int = Field(foreign_key="account.id", index=True)
     external_id: str = Field(max_length=128)
     title: str = Field(max_length=255)
-    mode: str = Field(default="direct", max_length=8)
+    mode: str = Field(default=GroupMode.DIRECT, max_length=8)
     admins: list[dict[str, str]] = _json_list()
-    status: str = Field(default="active", max_length=16)
+    status: str = Field(default=GroupStatus.ACTIVE, max_length=16)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 
@@ -128,7 +166,11 @@ class GroupStatusChange(SQLModel, table=True):
     each group in the status it had then, not today's."""
 
     __tablename__ = "group_status_change"
-    __table_args__ = (Index("ix_group_status_change_group_at", "group_id", "at"),)
+    __table_args__ = (
+        Index("ix_group_status_change_group_at", "group_id", "at"),
+        one_of("group_status_change", "previous", GroupStatus),
+        one_of("group_status_change", "status", GroupStatus),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     group_id: int = Field(foreign_key="chat_group.id")
@@ -143,13 +185,13 @@ class ReportPost(SQLModel, table=True):
     send, so several workers never post it twice."""
 
     __tablename__ = "report_post"
-    __table_args__ = (UniqueConstraint("month", "group_id"),)
+    __table_args__ = (UniqueConstraint("month", "group_id"), one_of("report_post", "state", ReportPostState))
 
     id: int | None = Field(default=None, primary_key=True)
     month: str = Field(max_length=7)
     group_id: int = Field(foreign_key="chat_group.id")
     at: datetime = _ts()
-    state: str = Field(default="sending", max_length=16)  # sending, sent, failed (retried), refused
+    state: str = Field(default=ReportPostState.SENDING, max_length=16)
     note: str | None = Field(default=None, max_length=500)
 
 
@@ -199,9 +241,10 @@ class ContentItem(SQLModel, table=True):
     """A piece of guidance content; its text lives in immutable revisions."""
 
     __tablename__ = "content_item"
+    __table_args__ = (one_of("content_item", "status", ContentStatus),)
 
     id: int | None = Field(default=None, primary_key=True)
-    status: str = Field(default="draft", max_length=16, index=True)
+    status: str = Field(default=ContentStatus.DRAFT, max_length=16, index=True)
     author_id: int = Field(foreign_key="app_user.id")
     latest_revision: int = 1
     approved_revision: int | None = None
@@ -242,6 +285,7 @@ class Approval(SQLModel, table=True):
     """A decision on one exact revision (by its hash)."""
 
     __tablename__ = "approval"
+    __table_args__ = (one_of("approval", "decision", ApprovalDecision),)
 
     id: int | None = Field(default=None, primary_key=True)
     content_id: int = Field(foreign_key="content_item.id", index=True)
@@ -257,6 +301,7 @@ class Dispatch(SQLModel, table=True):
     """One approved revision sent to an audience (unit subtrees x tiers x platforms) at a time."""
 
     __tablename__ = "dispatch"
+    __table_args__ = (one_of("dispatch", "status", DispatchStatus),)
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=64, unique=True)
@@ -270,7 +315,7 @@ class Dispatch(SQLModel, table=True):
     platforms: list[str] = _json_list()
     scheduled_at: datetime = Field(sa_type=UTCDateTime)
     as_of: date
-    status: str = Field(default="planned", max_length=16)
+    status: str = Field(default=DispatchStatus.PLANNED, max_length=16)
     # Local quiet hours per tier ("21:00-06:00,village=20:00-07:00"; "" = none): kept so that retries and
     # a broadcast running late hold back too, not only the planned send times.
     quiet_hours: str = Field(default="", max_length=200)
@@ -284,6 +329,8 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("dispatch_id", "group_id"),
         Index("ix_delivery_state_next", "state", "next_attempt_at"),
+        one_of("delivery", "mode", GroupMode),
+        one_of("delivery", "state", DeliveryState),
     )
 
     id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
@@ -293,7 +340,7 @@ class Delivery(SQLModel, table=True):
     level: str = Field(max_length=32)
     platform: str = Field(max_length=16)
     mode: str = Field(max_length=8)
-    state: str = Field(default="planned", max_length=24)
+    state: str = Field(default=DeliveryState.PLANNED, max_length=24)
     attempts: int = 0
     next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_error: str | None = None
@@ -322,6 +369,7 @@ class InboundEvent(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("account_id", "key"),
         Index("ix_inbound_event_status_id", "status", "id"),
+        one_of("inbound_event", "status", InboundEventStatus),
     )
 
     id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
@@ -329,7 +377,7 @@ class InboundEvent(SQLModel, table=True):
     platform: str = Field(max_length=16)
     key: str = Field(max_length=200)
     received_at: datetime = _ts(index=True)
-    status: str = Field(default="pending", max_length=16)  # pending, done, unmatched, ignored, failed
+    status: str = Field(default=InboundEventStatus.PENDING, max_length=16)
     body: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     actor_hash: str | None = Field(default=None, max_length=64, index=True)
     note: str | None = Field(default=None, max_length=500)
@@ -384,7 +432,10 @@ class GroupSuggestion(SQLModel, table=True):
     admin to confirm (``cns groups suggestions``)."""
 
     __tablename__ = "group_suggestion"
-    __table_args__ = (UniqueConstraint("account_id", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "external_id"),
+        one_of("group_suggestion", "status", SuggestionStatus),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id")
@@ -393,7 +444,7 @@ class GroupSuggestion(SQLModel, table=True):
     title: str = Field(max_length=255)
     unit_id: int | None = Field(default=None, foreign_key="unit.id")
     match: str = Field(default="none", max_length=16)  # exact, alias, fuzzy, none
-    status: str = Field(default="pending", max_length=16)  # pending, accepted, dismissed
+    status: str = Field(default=SuggestionStatus.PENDING, max_length=16)
     at: datetime = _ts()
 
 
@@ -416,6 +467,7 @@ class Campaign(SQLModel, table=True):
     occurrence dispatches the next post of the series."""
 
     __tablename__ = "campaign"
+    __table_args__ = (one_of("campaign", "status", CampaignStatus),)
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=100, unique=True)
@@ -428,7 +480,7 @@ class Campaign(SQLModel, table=True):
     waves: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     quiet_hours: str = Field(default="21:00-06:00", max_length=20)
     created_by: int = Field(foreign_key="app_user.id")
-    status: str = Field(default="active", max_length=16)
+    status: str = Field(default=CampaignStatus.ACTIVE, max_length=16)
     next_post: int = 0
     last_occurrence: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = _ts()

@@ -27,6 +27,7 @@ class PlatformFacts:
     required_settings: tuple[str, ...] = ()  # account settings without which no send can work
     # Where a person registers the ``cns serve`` webhook; empty when we register it through the API.
     hook_setup: str = ""
+    whsec_secret: bool = False  # the account's secret is a Standard Webhooks ``whsec_`` key
 
 
 _FACTS = (
@@ -59,6 +60,7 @@ _FACTS = (
         can_edit=True,
         can_delete=True,
         required_settings=("base_url",),
+        whsec_secret=True,
         hook_setup="give the bridge this URL and this account's 'hook' secret "
         "(a whsec_ key, Standard Webhooks)",
     ),

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from broadcaster.domain.states import GroupMode
+
 
 @dataclass(frozen=True, slots=True)
 class Admin:
@@ -27,7 +29,7 @@ class Target:
     platform: str
     external_id: str
     title: str = ""
-    mode: str = "direct"
+    mode: str = GroupMode.DIRECT
     kind: str = "group"  # group | user (a follower or an admin reached one to one, as relay does)
     admins: tuple[Admin, ...] = ()
     variables: dict[str, str] = field(default_factory=dict)  # unit_name, commune, district, province
@@ -69,6 +71,9 @@ class RenderedMessage:
     link: str | None = None
     title: str = ""
     caption: str | None = None  # the whole text when it fits a media caption (Telegram: 1024)
+    # For an edit: the sent message's media stay as they are and only its text or caption changes (the
+    # new revision has the same attachments); False replaces the media too.
+    keep_media: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +169,18 @@ class Signal:
     external_id: str | None = None
     title: str | None = None
     at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookInfo:
+    """A platform's own view of the webhook it calls (Telegram's getWebhookInfo): the URL ("" when
+    none), the updates waiting, which ones it sends, and the last delivery error it saw."""
+
+    url: str
+    pending_update_count: int
+    allowed_updates: tuple[str, ...]
+    last_error_date: datetime | None
+    last_error_message: str | None
 
 
 class HookCodec(Protocol):

@@ -6,6 +6,7 @@ Values are wrapped in :class:`Secret`, whose ``repr`` and ``str`` never show the
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -26,6 +27,23 @@ _CREDENTIAL_PATTERNS = (
     re.compile(r"\bEAA[A-Za-z0-9]{40,}"),  # Facebook access token
 )
 _REF = re.compile(r"^(env|file):([A-Za-z_][A-Za-z0-9_.-]{0,127})$")
+
+
+WHSEC_PREFIX = "whsec_"
+
+
+def whsec_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks ``whsec_`` secret. Its base64 may leave out the ``=`` padding
+    (the reference library accepts that, so bridges hand such secrets out); one that cannot be decoded at
+    all, or is empty, is a ``ConfigError``: the account cannot sign anything, and retrying will not help."""
+    raw = secret.removeprefix(WHSEC_PREFIX).strip()
+    try:
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+    except ValueError:
+        key = b""
+    if not key:
+        raise ConfigError("the webhook secret must be whsec_ followed by base64 (a key of at least one byte)")
+    return key
 
 
 class Secret:

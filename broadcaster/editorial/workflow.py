@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +23,7 @@ from broadcaster.directory.users import Actor, Permission
 from broadcaster.domain.errors import InputError, NotFound, PermissionDenied, WorkflowError
 from broadcaster.domain.models import Approval, ContentItem, ContentRevision, RevisionAttachment, User, pk
 from broadcaster.domain.sqltypes import utcnow
+from broadcaster.domain.states import ApprovalDecision, ContentStatus
 from broadcaster.editorial import attachments
 from broadcaster.storage.csvio import nfc
 from broadcaster.units.naming import fold
@@ -33,11 +35,15 @@ MAX_TITLE = 200
 MAX_BODY = 50_000
 # state -> action -> next state
 TRANSITIONS: dict[str, dict[str, str]] = {
-    "draft": {"submit": "submitted", "archive": "archived"},
-    "submitted": {"approve": "approved", "reject": "rejected", "archive": "archived"},
-    "approved": {"archive": "archived"},
-    "rejected": {"submit": "submitted", "archive": "archived"},
-    "archived": {},
+    ContentStatus.DRAFT: {"submit": ContentStatus.SUBMITTED, "archive": ContentStatus.ARCHIVED},
+    ContentStatus.SUBMITTED: {
+        "approve": ContentStatus.APPROVED,
+        "reject": ContentStatus.REJECTED,
+        "archive": ContentStatus.ARCHIVED,
+    },
+    ContentStatus.APPROVED: {"archive": ContentStatus.ARCHIVED},
+    ContentStatus.REJECTED: {"submit": ContentStatus.SUBMITTED, "archive": ContentStatus.ARCHIVED},
+    ContentStatus.ARCHIVED: {},
 }
 
 
@@ -184,7 +190,7 @@ async def edit(
     """Add a revision; an item that was submitted or approved goes back to draft."""
     actor.require(Permission.WRITE_CONTENT)
     item = await get(session, content_id)
-    if item.status == "archived":
+    if item.status == ContentStatus.ARCHIVED:
         raise WorkflowError(f"content {content_id} is archived")
     current = await latest_revision(session, item)
     new_title = nfc(title) if title is not None else current.title
@@ -214,7 +220,7 @@ async def edit(
         "approved_revision": item.approved_revision,
     }
     item.latest_revision = revision.number
-    item.status = "draft"
+    item.status = ContentStatus.DRAFT
     item.approved_revision = None
     item.updated_at = utcnow()
     await audit.record(
@@ -224,7 +230,7 @@ async def edit(
         "content",
         content_id,
         before=before,
-        after={"status": "draft", "revision": revision.number, "sha256": revision.sha256},
+        after={"status": ContentStatus.DRAFT, "revision": revision.number, "sha256": revision.sha256},
     )
     return revision
 
@@ -285,7 +291,7 @@ async def approve(
         content_id=content_id,
         revision_id=pk(revision.id),
         revision_sha256=revision.sha256,
-        decision="approved",
+        decision=ApprovalDecision.APPROVED,
         user_id=actor.id,
     )
     session.add(approval)
@@ -314,7 +320,7 @@ async def reject(session: AsyncSession, actor: Actor, content_id: int, reason: s
         content_id=content_id,
         revision_id=pk(revision.id),
         revision_sha256=revision.sha256,
-        decision="rejected",
+        decision=ApprovalDecision.REJECTED,
         reason=reason,
         user_id=actor.id,
     )
@@ -348,7 +354,99 @@ async def archive(session: AsyncSession, actor: Actor, content_id: int) -> Conte
     return item
 
 
-async def show(session: AsyncSession, content_id: int) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class RevisionInfo:
+    number: int
+    title: str
+    body: str
+    category: str
+    links: tuple[str, ...]
+    attachments: tuple[str, ...]  # SHA-256 of each attached file
+    sha256: str
+    author: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionInfo:
+    """An approval or rejection of one revision."""
+
+    decision: str
+    revision: int | None
+    sha256: str
+    by: str | None
+    reason: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ContentDetail:
+    """``cns content show``, ``GET /api/content/{id}``: an item with its revisions and decisions."""
+
+    id: int
+    status: str
+    author: str | None
+    latest_revision: int
+    approved_revision: int | None
+    revisions: tuple[RevisionInfo, ...]
+    decisions: tuple[DecisionInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ContentSummary:
+    """``cns content list``, ``GET /api/content``: an item and its latest revision's title."""
+
+    id: int
+    status: str
+    title: str
+    category: str
+    revision: int
+    approved_revision: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionSaved:
+    """``cns content new|edit``: the item's new revision (the item is a draft again)."""
+
+    id: int
+    status: str
+    revision: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContentState:
+    """``cns content submit|archive``: where the item is now."""
+
+    id: int
+    status: str
+    revision: int
+
+    @classmethod
+    def of(cls, item: ContentItem) -> ContentState:
+        return cls(pk(item.id), item.status, item.latest_revision)
+
+
+@dataclass(frozen=True, slots=True)
+class Approved:
+    """``cns content approve``: the approved revision's hash and the approver."""
+
+    id: int
+    status: str
+    sha256: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """``cns content reject``."""
+
+    id: int
+    status: str
+    reason: str
+
+
+async def show(session: AsyncSession, content_id: int) -> ContentDetail:
     item = await get(session, content_id)
     names = dict((await session.execute(select(col(User.id), col(User.name)))).all())
     revisions = (
@@ -368,40 +466,40 @@ async def show(session: AsyncSession, content_id: int) -> dict[str, Any]:
     for r in revisions:
         rev_numbers[r.id] = r.number
         out_revisions.append(
-            {
-                "number": r.number,
-                "title": r.title,
-                "body": r.body,
-                "category": r.category,
-                "links": r.links,
-                "attachments": r.attachments,
-                "sha256": r.sha256,
-                "author": names.get(r.author_id),
-                "created_at": r.created_at.isoformat(),
-            }
+            RevisionInfo(
+                r.number,
+                r.title,
+                r.body,
+                r.category,
+                tuple(r.links),
+                tuple(r.attachments),
+                r.sha256,
+                names.get(r.author_id),
+                r.created_at,
+            )
         )
-    return {
-        "id": item.id,
-        "status": item.status,
-        "author": names.get(item.author_id),
-        "latest_revision": item.latest_revision,
-        "approved_revision": item.approved_revision,
-        "revisions": out_revisions,
-        "decisions": [
-            {
-                "decision": d.decision,
-                "revision": rev_numbers.get(d.revision_id),
-                "sha256": d.revision_sha256,
-                "by": names.get(d.user_id),
-                "reason": d.reason,
-                "at": d.at.isoformat(),
-            }
+    return ContentDetail(
+        pk(item.id),
+        item.status,
+        names.get(item.author_id),
+        item.latest_revision,
+        item.approved_revision,
+        tuple(out_revisions),
+        tuple(
+            DecisionInfo(
+                d.decision,
+                rev_numbers.get(d.revision_id),
+                d.revision_sha256,
+                names.get(d.user_id),
+                d.reason,
+                d.at,
+            )
             for d in decisions
-        ],
-    }
+        ),
+    )
 
 
-async def list_items(session: AsyncSession, status: str | None = None) -> list[dict[str, Any]]:
+async def list_items(session: AsyncSession, status: str | None = None) -> list[ContentSummary]:
     query = (
         select(ContentItem, ContentRevision)
         .join(
@@ -416,13 +514,6 @@ async def list_items(session: AsyncSession, status: str | None = None) -> list[d
             raise InputError(f"unknown status {status!r} (statuses: {', '.join(TRANSITIONS)})")
         query = query.where(col(ContentItem.status) == status)
     return [
-        {
-            "id": item.id,
-            "status": item.status,
-            "title": rev.title,
-            "category": rev.category,
-            "revision": rev.number,
-            "approved_revision": item.approved_revision,
-        }
+        ContentSummary(pk(item.id), item.status, rev.title, rev.category, rev.number, item.approved_revision)
         for item, rev in (await session.execute(query))
     ]

@@ -24,6 +24,7 @@ from sqlmodel import col
 from broadcaster.domain.models import ChatGroup, ContentRevision, Delivery, Dispatch, Interaction
 from broadcaster.domain.settings import Settings
 from broadcaster.domain.sqltypes import utcnow
+from broadcaster.domain.states import DeliveryState
 
 _CODE = re.compile(r"^([0-9a-f]{1,10})-([0-9a-f]{6})-([A-Za-z0-9_-]{11})$")
 _TOKEN = re.compile(r"^delivery-(\d{1,12})\.([A-Za-z0-9_=-]{16})$")
@@ -118,14 +119,14 @@ async def confirm_delivery(s: AsyncSession, delivery_id: int) -> str:
     delivery = await s.get(Delivery, delivery_id)
     if delivery is None:
         return "unknown"
-    if delivery.state == "confirmed":
+    if delivery.state == DeliveryState.CONFIRMED:
         return "already"
-    if delivery.state != "awaiting_confirmation":
+    if delivery.state != DeliveryState.AWAITING_CONFIRMATION:
         return delivery.state
     now = utcnow()
-    delivery.state, delivery.confirmed_at, delivery.updated_at = "confirmed", now, now
+    delivery.state, delivery.confirmed_at, delivery.updated_at = DeliveryState.CONFIRMED, now, now
     await _record(s, delivery, "confirmation")
-    return "confirmed"
+    return DeliveryState.CONFIRMED
 
 
 async def _record(s: AsyncSession, delivery: Delivery, kind: str, **fields: Any) -> None:

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from broadcaster.domain.models import InboundEvent, Interaction
+from broadcaster.domain.models import InboundEvent, Interaction, pk
 from broadcaster.domain.sqltypes import utcnow
+from broadcaster.domain.states import EVENT_UNPROCESSED
 
 
 def pseudonym(key: bytes, platform: str, user_id: str) -> str:
@@ -32,14 +33,51 @@ async def purge_raw(s: AsyncSession, retention_days: int) -> int:
         .where(
             col(InboundEvent.received_at) < cutoff,
             col(InboundEvent.body).is_not(None),
-            col(InboundEvent.status).not_in(["pending", "working"]),
+            col(InboundEvent.status).not_in(EVENT_UNPROCESSED),
         )
         .values(body=None)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def export_person(s: AsyncSession, key: bytes, platform: str, user_id: str) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class PersonInteraction:
+    kind: str
+    at: datetime
+    text: str | None
+    value: str | None
+    group_id: int | None
+    delivery_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """A stored webhook request of theirs (``body``: None once purged)."""
+
+    id: int
+    received_at: datetime
+    body: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PersonExport:
+    """``cns privacy export``: everything stored about one platform user, found by their pseudonym."""
+
+    platform: str
+    pseudonym: str
+    interactions: tuple[PersonInteraction, ...]
+    raw_events: tuple[RawEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PersonDeleted:
+    """``cns privacy delete``: the interactions removed and the raw events purged."""
+
+    interactions: int
+    raw_events: int
+
+
+async def export_person(s: AsyncSession, key: bytes, platform: str, user_id: str) -> PersonExport:
     """Everything stored about one platform user (a data subject's access request)."""
     actor = pseudonym(key, platform, user_id)
     interactions = (
@@ -52,32 +90,20 @@ async def export_person(s: AsyncSession, key: bytes, platform: str, user_id: str
             select(InboundEvent).where(col(InboundEvent.actor_hash) == actor).order_by(col(InboundEvent.id))
         )
     ).scalars()
-    return {
-        "platform": platform,
-        "pseudonym": actor,
-        "interactions": [
-            {
-                "kind": i.kind,
-                "at": i.at.isoformat(),
-                "text": i.text,
-                "value": i.value,
-                "group_id": i.group_id,
-                "delivery_id": i.delivery_id,
-            }
-            for i in interactions
-        ],
-        "raw_events": [
-            {
-                "id": e.id,
-                "received_at": e.received_at.isoformat(),
-                "body": e.body.decode("utf-8", "replace") if e.body else None,
-            }
+    return PersonExport(
+        platform,
+        actor,
+        tuple(
+            PersonInteraction(i.kind, i.at, i.text, i.value, i.group_id, i.delivery_id) for i in interactions
+        ),
+        tuple(
+            RawEvent(pk(e.id), e.received_at, e.body.decode("utf-8", "replace") if e.body else None)
             for e in events
-        ],
-    }
+        ),
+    )
 
 
-async def delete_person(s: AsyncSession, key: bytes, platform: str, user_id: str) -> dict[str, int]:
+async def delete_person(s: AsyncSession, key: bytes, platform: str, user_id: str) -> PersonDeleted:
     """Erase one platform user's data: their interactions go, their raw payloads are purged. Counts
     drop accordingly; the events themselves stay (without body) so a redelivery is not re-applied."""
     actor = pseudonym(key, platform, user_id)
@@ -85,7 +111,7 @@ async def delete_person(s: AsyncSession, key: bytes, platform: str, user_id: str
     purged = await s.execute(
         update(InboundEvent).where(col(InboundEvent.actor_hash) == actor).values(body=None, actor_hash=None)
     )
-    return {
-        "interactions": int(removed.rowcount or 0),  # type: ignore[attr-defined]
-        "raw_events": int(purged.rowcount or 0),  # type: ignore[attr-defined]
-    }
+    return PersonDeleted(
+        int(removed.rowcount or 0),  # type: ignore[attr-defined]
+        int(purged.rowcount or 0),  # type: ignore[attr-defined]
+    )

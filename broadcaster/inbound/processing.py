@@ -38,6 +38,7 @@ from broadcaster.domain.models import (
 )
 from broadcaster.domain.ports import HookCodec, Signal
 from broadcaster.domain.sqltypes import UTCDateTime, utcnow
+from broadcaster.domain.states import GroupStatus, InboundEventStatus, SuggestionStatus
 from broadcaster.domain.timeutil import today as current_day
 from broadcaster.inbound.privacy import pseudonym
 from broadcaster.storage.app import App
@@ -45,7 +46,7 @@ from broadcaster.storage.db import is_sqlite, upsert_insert
 
 log = logging.getLogger(__name__)
 
-STALE_WORK = timedelta(minutes=5)  # an event "working" this long belonged to a process that died
+STALE_WORK = timedelta(minutes=5)  # an event working this long belonged to a process that died
 CHUNK = 50  # events per transaction when processing
 _DELIVERY_KEY = re.compile(r"^delivery-(\d{1,12})$")
 
@@ -72,7 +73,13 @@ class EventStore:
     async def store(self, account_id: int, platform: str, key: str, body: bytes) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._writer())
-        row = {"account_id": account_id, "platform": platform, "key": key, "body": body, "status": "pending"}
+        row = {
+            "account_id": account_id,
+            "platform": platform,
+            "key": key,
+            "body": body,
+            "status": InboundEventStatus.PENDING,
+        }
         pending = _Pending(row, asyncio.get_running_loop().create_future())
         self._queue.append(pending)
         self._wake.set()
@@ -86,16 +93,29 @@ class EventStore:
                 batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
                 try:
                     await self._insert([p.row for p in batch])
-                except Exception as exc:  # the database is down: every waiting request gets a 503
-                    for p in batch:
-                        if not p.done.done():
-                            p.done.set_exception(exc)
+                except Exception:
+                    # One bad row must not fail the requests written with it: each is tried alone, so
+                    # only it (or, with the database down, every one) gets the error (a 503).
+                    await self._one_by_one(batch)
                     continue
                 self.stored += len(batch)
                 self.batches += 1
                 for p in batch:
                     if not p.done.done():
                         p.done.set_result(None)
+
+    async def _one_by_one(self, batch: list[_Pending]) -> None:
+        for p in batch:
+            try:
+                await self._insert([p.row])
+            except Exception as exc:
+                if not p.done.done():
+                    p.done.set_exception(exc)
+                continue
+            self.stored += 1
+            self.batches += 1
+            if not p.done.done():
+                p.done.set_result(None)
 
     async def _insert(self, rows: list[dict[str, Any]]) -> None:
         now = utcnow()
@@ -125,7 +145,7 @@ class ProcessStats:
     ignored: int = 0
     failed: int = 0
 
-    def add(self, status: str) -> None:
+    def add(self, status: InboundEventStatus) -> None:
         setattr(self, status, getattr(self, status) + 1)
 
 
@@ -135,12 +155,15 @@ async def _claim(app: App, limit: int) -> list[InboundEvent]:
         # Events a dead process was working on go back to the queue.
         await s.execute(
             update(InboundEvent)
-            .where(col(InboundEvent.status) == "working", col(InboundEvent.processed_at) < now - STALE_WORK)
-            .values(status="pending")
+            .where(
+                col(InboundEvent.status) == InboundEventStatus.WORKING,
+                col(InboundEvent.processed_at) < now - STALE_WORK,
+            )
+            .values(status=InboundEventStatus.PENDING)
         )
         ids = (
             select(col(InboundEvent.id))
-            .where(col(InboundEvent.status) == "pending")
+            .where(col(InboundEvent.status) == InboundEventStatus.PENDING)
             .order_by(col(InboundEvent.id))
             .limit(limit)
         )
@@ -149,7 +172,7 @@ async def _claim(app: App, limit: int) -> list[InboundEvent]:
         claimed = await s.execute(
             update(InboundEvent)
             .where(col(InboundEvent.id).in_(ids.scalar_subquery()))
-            .values(status="working", processed_at=now)
+            .values(status=InboundEventStatus.WORKING, processed_at=now)
             .returning(InboundEvent)
         )
         return list(claimed.scalars())
@@ -197,21 +220,21 @@ async def _process(
 
 async def _process_alone(
     app: App, event: InboundEvent, codecs: Mapping[str, HookCodec], key: bytes, today: Any
-) -> str:
+) -> InboundEventStatus:
     mark: dict[str, Any] = {"b_id": event.id, "b_actor": None, "b_at": utcnow()}
     try:
         async with app.transaction() as s:
             mark = await _process(s, event, codecs, key, today)
             await _mark_all(s, [mark])
-        return str(mark["b_status"])
+        return InboundEventStatus(mark["b_status"])
     except CnsError as exc:
-        mark.update(b_status="failed", b_note=str(exc)[:500])
+        mark.update(b_status=InboundEventStatus.FAILED, b_note=str(exc)[:500])
     except Exception as exc:  # a bug or a database error: the event is kept, marked, looked at
         log.exception("inbound event %s", event.id)
-        mark.update(b_status="failed", b_note=f"internal error: {type(exc).__name__}")
+        mark.update(b_status=InboundEventStatus.FAILED, b_note=f"internal error: {type(exc).__name__}")
     async with app.transaction() as s:
         await _mark_all(s, [mark])
-    return "failed"
+    return InboundEventStatus.FAILED
 
 
 _EVENTS = InboundEvent.__table__  # type: ignore[attr-defined]
@@ -233,17 +256,17 @@ async def _mark_all(s: AsyncSession, marks: list[dict[str, Any]]) -> None:
 
 async def _apply_all(
     s: AsyncSession, event: InboundEvent, signals: list[Signal], key: bytes, today: Any
-) -> tuple[str, str | None]:
+) -> tuple[InboundEventStatus, str | None]:
     if not signals:
-        return "ignored", None
+        return InboundEventStatus.IGNORED, None
     outcomes = [await _apply(s, event, signal, key, today) for signal in signals]
     statuses = [o for o, _ in outcomes]
     notes = "; ".join(n for _, n in outcomes if n)[:500] or None
-    if "done" in statuses:
-        return "done", notes
-    if "unmatched" in statuses:
-        return "unmatched", notes
-    return "ignored", notes
+    if InboundEventStatus.DONE in statuses:
+        return InboundEventStatus.DONE, notes
+    if InboundEventStatus.UNMATCHED in statuses:
+        return InboundEventStatus.UNMATCHED, notes
+    return InboundEventStatus.IGNORED, notes
 
 
 async def _group(s: AsyncSession, account_id: int, chat_id: str | None) -> ChatGroup | None:
@@ -287,7 +310,7 @@ async def _delivery(
 
 async def _apply(  # noqa: PLR0911, PLR0912 - one branch per signal kind
     s: AsyncSession, event: InboundEvent, signal: Signal, key: bytes, today: Any
-) -> tuple[str, str | None]:
+) -> tuple[InboundEventStatus, str | None]:
     now = utcnow()
     group = await _group(s, event.account_id, signal.chat_id)
     if signal.kind in {"reply", "reaction", "reaction_count", "read"}:
@@ -295,14 +318,14 @@ async def _apply(  # noqa: PLR0911, PLR0912 - one branch per signal kind
         if delivery is not None and group is None:
             group = await s.get(ChatGroup, delivery.group_id)
         if group is None:
-            return "unmatched", f"{signal.kind} in an unknown group {signal.chat_id or '?'}"
+            return InboundEventStatus.UNMATCHED, f"{signal.kind} in an unknown group {signal.chat_id or '?'}"
         count = signal.count
         if signal.kind in {"reaction_count", "read"}:
             if delivery is None:
-                return "unmatched", f"{signal.kind} for a message we did not send"
+                return InboundEventStatus.UNMATCHED, f"{signal.kind} for a message we did not send"
             count = signal.count - await _anonymous_total(s, delivery, signal.kind)
             if count == 0:
-                return "ignored", None
+                return InboundEventStatus.IGNORED, None
         s.add(
             Interaction(
                 kind="reaction" if signal.kind == "reaction_count" else signal.kind,
@@ -321,25 +344,25 @@ async def _apply(  # noqa: PLR0911, PLR0912 - one branch per signal kind
                 external_id=signal.external_id,
             )
         )
-        return "done", None if delivery else "not linked to a post"
+        return InboundEventStatus.DONE, None if delivery else "not linked to a post"
     if signal.kind == "members":
         if group is None:
-            return "unmatched", f"member count for an unknown group {signal.chat_id}"
+            return InboundEventStatus.UNMATCHED, f"member count for an unknown group {signal.chat_id}"
         s.add(MemberSnapshot(group_id=pk(group.id), at=now, members=signal.count, source="webhook"))
-        return "done", None
+        return InboundEventStatus.DONE, None
     if signal.kind == "bot_removed":
         if group is None:
-            return "unmatched", f"removed from an unknown group {signal.chat_id}"
+            return InboundEventStatus.UNMATCHED, f"removed from an unknown group {signal.chat_id}"
         await mark_unreachable(s, group, "our bot or account was removed from the group", now)
-        return "done", None
+        return InboundEventStatus.DONE, None
     if signal.kind == "migrated":
         if group is None or not signal.value:
-            return "unmatched", f"migration of an unknown group {signal.chat_id}"
+            return InboundEventStatus.UNMATCHED, f"migration of an unknown group {signal.chat_id}"
         migrate_group(s, group, signal.value, now)
-        return "done", None
+        return InboundEventStatus.DONE, None
     if signal.kind == "bot_added":
         return await _bot_added(s, event, signal, group, today)
-    return "ignored", None
+    return InboundEventStatus.IGNORED, None
 
 
 async def _anonymous_total(s: AsyncSession, delivery: Delivery, kind: str) -> int:
@@ -355,15 +378,15 @@ async def _anonymous_total(s: AsyncSession, delivery: Delivery, kind: str) -> in
 
 async def _bot_added(
     s: AsyncSession, event: InboundEvent, signal: Signal, group: ChatGroup | None, today: Any
-) -> tuple[str, str | None]:
+) -> tuple[InboundEventStatus, str | None]:
     if signal.chat_id is None:
-        return "ignored", None
+        return InboundEventStatus.IGNORED, None
     if group is not None:
-        if group.status == "unreachable":
-            set_status(s, group, "active", "the bot was added back", utcnow())
+        if group.status == GroupStatus.UNREACHABLE:
+            set_status(s, group, GroupStatus.ACTIVE, "the bot was added back", utcnow())
             s.add(Alert(kind="group_rejoined", group_id=group.id, message=f"added back to {group.title!r}"))
-            return "done", None
-        return "ignored", "already registered"
+            return InboundEventStatus.DONE, None
+        return InboundEventStatus.IGNORED, "already registered"
     title = signal.title or ""
     node, how = await match_title(s, title, today or current_day())
     existing = (
@@ -387,5 +410,5 @@ async def _bot_added(
         )
     else:
         existing.title, existing.unit_id, existing.match = title[:255], node.id if node else None, how
-        existing.status = "pending"  # added again after a dismissal: news an admin should see
-    return "done", f"suggested registration ({how} match)"
+        existing.status = SuggestionStatus.PENDING  # added again after a dismissal: news an admin should see
+    return InboundEventStatus.DONE, f"suggested registration ({how} match)"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +13,7 @@ from sqlmodel import col
 from broadcaster.directory.users import Actor
 from broadcaster.domain.errors import InputError
 from broadcaster.domain.models import ChatGroup, Dispatch, Interaction, Unit
-from broadcaster.units.tree import load_tree
+from broadcaster.units.tree import UnitRef, load_tree
 
 KINDS = ("reply", "reaction", "click", "confirmation", "read")
 
@@ -33,9 +32,27 @@ class LogFilter:
     limit: int = 200
 
 
+@dataclass(frozen=True, slots=True)
+class InteractionRow:
+    """One entry of the engagement log (``person``: the start of the pseudonym, None when anonymous)."""
+
+    at: datetime
+    kind: str
+    platform: str
+    unit: UnitRef | None
+    group: str | None  # the group's title
+    dispatch: int | None
+    content: int | None
+    delivery: int | None
+    text: str | None
+    value: str | None
+    count: int
+    person: str | None
+
+
 async def interactions(
     s: AsyncSession, actor: Actor | None, f: LogFilter, today: date
-) -> list[dict[str, Any]]:
+) -> list[InteractionRow]:
     unknown = set(f.kinds) - set(KINDS)
     if unknown:
         raise InputError(f"unknown kind {sorted(unknown)[0]!r} (kinds: {', '.join(KINDS)})")
@@ -73,19 +90,19 @@ async def interactions(
         query = query.where(col(Unit.level) == f.tier)
     rows = (await s.execute(query.limit(f.limit))).all()
     return [
-        {
-            "at": i.at.isoformat(),
-            "kind": i.kind,
-            "platform": i.platform,
-            "unit": {"code": u.code, "name": u.name, "level": u.level} if u else None,
-            "group": g.title if g else None,
-            "dispatch": i.dispatch_id,
-            "content": d.content_id if d else None,
-            "delivery": i.delivery_id,
-            "text": i.text,
-            "value": i.value,
-            "count": i.count,
-            "person": i.actor_hash[:12] if i.actor_hash else None,
-        }
+        InteractionRow(
+            i.at,
+            i.kind,
+            i.platform,
+            UnitRef.of(u) if u else None,
+            g.title if g else None,
+            i.dispatch_id,
+            d.content_id if d else None,
+            i.delivery_id,
+            i.text,
+            i.value,
+            i.count,
+            i.actor_hash[:12] if i.actor_hash else None,
+        )
         for i, g, u, d in rows
     ]

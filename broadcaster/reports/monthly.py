@@ -32,7 +32,10 @@ from broadcaster.domain.models import (
     MemberSnapshot,
     pk,
 )
-from broadcaster.units.tree import UnitTree, load_tree
+from broadcaster.domain.results import renamed
+from broadcaster.domain.states import DELIVERED_OR_RECALLED, DeliveryState, GroupMode, GroupStatus
+from broadcaster.domain.timeutil import check_year
+from broadcaster.units.tree import UnitNode, UnitRef, UnitTree, load_tree
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 COUNTS = (
@@ -52,7 +55,6 @@ COUNTS = (
     "reactions",
     "clicks",
 )
-DELIVERED = ("sent", "awaiting_confirmation", "confirmed", "recalled")
 
 
 def month_bounds(month: str) -> tuple[date, datetime, datetime]:
@@ -62,11 +64,37 @@ def month_bounds(month: str) -> tuple[date, datetime, datetime]:
         first = date(year, number, 1)
     except ValueError:
         raise InputError(f"invalid month {month!r}: expected YYYY-MM") from None
+    check_year(year, month)
     last = date(year, number, calendar.monthrange(year, number)[1])
     following = date(year + number // 12, number % 12 + 1, 1)
     start = datetime.combine(first, time(), LOCAL)
     end = datetime.combine(following, time(), LOCAL)
     return last, start, end
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """One unit's figures for the month (its own groups, or rolled up with its subtree). ``members`` is
+    None when no group's count is known; rates are None when their denominator is 0."""
+
+    groups: int
+    groups_active: int
+    groups_unreachable: int
+    units: int
+    units_covered: int
+    members: int | None
+    members_unknown_groups: int
+    posts_planned: int
+    posts_delivered: int
+    posts_failed: int
+    relay_sent: int
+    posts_confirmed: int
+    replies: int
+    reactions: int
+    clicks: int
+    coverage: float | None
+    relay_confirmation_rate: float | None
+    reply_rate: float | None
 
 
 @dataclass(slots=True)
@@ -77,17 +105,82 @@ class Figures:
         for key in COUNTS:
             self.values[key] += other.values[key]
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(self.values)
+    def totals(self) -> Totals:
         v = self.values
-        out["coverage"] = round(v["units_covered"] / v["units"], 4) if v["units"] else None
-        out["relay_confirmation_rate"] = (
-            round(v["posts_confirmed"] / v["relay_sent"], 4) if v["relay_sent"] else None
+        return Totals(
+            groups=v["groups"],
+            groups_active=v["groups_active"],
+            groups_unreachable=v["groups_unreachable"],
+            units=v["units"],
+            units_covered=v["units_covered"],
+            # nothing known: unknown, not 0
+            members=None if v["members_unknown_groups"] and not v["members"] else v["members"],
+            members_unknown_groups=v["members_unknown_groups"],
+            posts_planned=v["posts_planned"],
+            posts_delivered=v["posts_delivered"],
+            posts_failed=v["posts_failed"],
+            relay_sent=v["relay_sent"],
+            posts_confirmed=v["posts_confirmed"],
+            replies=v["replies"],
+            reactions=v["reactions"],
+            clicks=v["clicks"],
+            coverage=round(v["units_covered"] / v["units"], 4) if v["units"] else None,
+            relay_confirmation_rate=(
+                round(v["posts_confirmed"] / v["relay_sent"], 4) if v["relay_sent"] else None
+            ),
+            reply_rate=round(v["replies"] / v["posts_delivered"], 4) if v["posts_delivered"] else None,
         )
-        out["reply_rate"] = round(v["replies"] / v["posts_delivered"], 4) if v["posts_delivered"] else None
-        if v["members_unknown_groups"] and not v["members"]:
-            out["members"] = None  # nothing known: unknown, not 0
-        return out
+
+
+@dataclass(frozen=True, slots=True)
+class UnitFigures:
+    """A unit of the report: its own groups' figures and its subtree's total."""
+
+    code: str
+    name: str
+    level: str
+    parent_code: str | None
+    own: Totals
+    total: Totals
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """The month as local-time instants: ``from`` (inclusive) and ``to`` (exclusive)."""
+
+    start: datetime = field(metadata=renamed("from"))
+    end: datetime = field(metadata=renamed("to"))
+
+
+@dataclass(frozen=True, slots=True)
+class MonthlyReport:
+    """``cns report monthly``, ``GET /api/reports/monthly``: every unit of the subtree of ``root`` on
+    the tree of the month's last day (``as_of``), parents before children; ``totals`` is the root's."""
+
+    month: str
+    as_of: date
+    period: Period
+    root: UnitRef
+    tiers: tuple[str, ...]  # the levels present, top first
+    units: tuple[UnitFigures, ...]
+    totals: Totals
+
+    def rows_for_tier(self, level: str) -> Iterable[UnitFigures]:
+        return (u for u in self.units if u.level == level)
+
+
+@dataclass(frozen=True, slots=True)
+class EmptyMonthlyReport:
+    """The report of a month before any unit existed (its keys in the order that answer has always had)."""
+
+    month: str
+    as_of: date
+    units: tuple[UnitFigures, ...]  # always empty
+    totals: Totals
+    tiers: tuple[str, ...]  # always empty
+
+    def rows_for_tier(self, level: str) -> Iterable[UnitFigures]:
+        return ()
 
 
 async def _by_unit(s: AsyncSession, query: Any) -> dict[int, tuple[Any, ...]]:
@@ -96,17 +189,11 @@ async def _by_unit(s: AsyncSession, query: Any) -> dict[int, tuple[Any, ...]]:
 
 async def monthly(
     s: AsyncSession, actor: Actor | None, month: str, unit_code: str | None = None
-) -> dict[str, Any]:
+) -> MonthlyReport | EmptyMonthlyReport:
     last, start, end = month_bounds(month)
     tree = await load_tree(s, last)
     if not len(tree):
-        return {
-            "month": month,
-            "as_of": last.isoformat(),
-            "units": [],
-            "totals": Figures().to_dict(),
-            "tiers": [],
-        }
+        return EmptyMonthlyReport(month, last, (), Figures().totals(), ())
     root = tree.get(unit_code) if unit_code else _root(tree, actor)
     if actor is not None:
         actor.require_within(tree, root.id, f"see the report of {root.name}")
@@ -128,28 +215,28 @@ async def monthly(
     for node in order:
         parent = tree.nodes.get(node.parent_id) if node.parent_id is not None else None
         units.append(
-            {
-                "code": node.code,
-                "name": node.name,
-                "level": node.level,
-                "parent_code": parent.code if parent else None,
-                "own": (own.get(node.id) or Figures()).to_dict(),
-                "total": totals[node.id].to_dict(),
-            }
+            UnitFigures(
+                node.code,
+                node.name,
+                node.level,
+                parent.code if parent else None,
+                (own.get(node.id) or Figures()).totals(),
+                totals[node.id].totals(),
+            )
         )
     present = {n.level for n in order}
-    return {
-        "month": month,
-        "as_of": last.isoformat(),
-        "period": {"from": start.isoformat(), "to": end.isoformat()},
-        "root": {"code": root.code, "name": root.name, "level": root.level},
-        "tiers": [lvl for lvl in tree.schema.names if lvl in present],
-        "units": units,
-        "totals": totals[root.id].to_dict(),
-    }
+    return MonthlyReport(
+        month,
+        last,
+        Period(start, end),
+        UnitRef.of(root),
+        tuple(lvl for lvl in tree.schema.names if lvl in present),
+        tuple(units),
+        totals[root.id].totals(),
+    )
 
 
-def _root(tree: UnitTree, actor: Actor | None) -> Any:
+def _root(tree: UnitTree, actor: Actor | None) -> UnitNode:
     if actor is not None and actor.scope_unit_id is not None and actor.scope_unit_id in tree.nodes:
         return tree.nodes[actor.scope_unit_id]
     roots = [n for n in tree.nodes.values() if n.parent_id is None or n.parent_id not in tree.nodes]
@@ -163,20 +250,29 @@ async def _own_figures(s: AsyncSession, start: datetime, end: datetime) -> dict[
     for _, unit_id, status in groups:
         v = figures[unit_id].values
         v["groups"] += 1
-        v["groups_active"] += status == "active"
-        v["groups_unreachable"] += status == "unreachable"
-    await _members(s, end, [(g, u) for g, u, status in groups if status == "active"], figures)
+        v["groups_active"] += status == GroupStatus.ACTIVE
+        v["groups_unreachable"] += status == GroupStatus.UNREACHABLE
+    await _members(s, end, [(g, u) for g, u, status in groups if status == GroupStatus.ACTIVE], figures)
     posts = await _by_unit(
         s,
         select(
             col(Delivery.unit_id),
             func.count(),
-            func.sum(case((col(Delivery.state).in_(DELIVERED), 1), else_=0)),
-            func.sum(case((col(Delivery.state) == "failed", 1), else_=0)),
+            func.sum(case((col(Delivery.state).in_(DELIVERED_OR_RECALLED), 1), else_=0)),
+            func.sum(case((col(Delivery.state) == DeliveryState.FAILED, 1), else_=0)),
             func.sum(
-                case((and_(col(Delivery.mode) == "relay", col(Delivery.state).in_(DELIVERED)), 1), else_=0)
+                case(
+                    (
+                        and_(
+                            col(Delivery.mode) == GroupMode.RELAY,
+                            col(Delivery.state).in_(DELIVERED_OR_RECALLED),
+                        ),
+                        1,
+                    ),
+                    else_=0,
+                )
             ),
-            func.sum(case((col(Delivery.state) == "confirmed", 1), else_=0)),
+            func.sum(case((col(Delivery.state) == DeliveryState.CONFIRMED, 1), else_=0)),
         )
         .join(Dispatch, col(Dispatch.id) == col(Delivery.dispatch_id))
         .where(col(Dispatch.scheduled_at) >= start, col(Dispatch.scheduled_at) < end)
@@ -239,7 +335,7 @@ async def groups_at(s: AsyncSession, end: datetime) -> list[tuple[int, int, str]
         if history:
             before = [c for c in history if c[0] < end]
             status = before[-1][2] if before else history[0][1]
-        if status != "archived":
+        if status != GroupStatus.ARCHIVED:
             out.append((pk(gid), int(unit_id), str(status)))
     return out
 
@@ -269,7 +365,3 @@ async def _members(
             v["members"] += int(known[group_id])
         else:
             v["members_unknown_groups"] += 1
-
-
-def rows_for_tier(report: dict[str, Any], level: str) -> Iterable[dict[str, Any]]:
-    return (u for u in report["units"] if u["level"] == level)

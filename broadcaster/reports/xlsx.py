@@ -7,7 +7,7 @@ from typing import Any
 
 import xlsxwriter
 
-from broadcaster.reports.monthly import rows_for_tier
+from broadcaster.reports.monthly import EmptyMonthlyReport, MonthlyReport
 
 COLUMNS = [
     ("code", "Mã"),
@@ -33,36 +33,38 @@ RATES = {"coverage", "relay_confirmation_rate", "reply_rate"}
 TIER_NAMES = {"province": "Tỉnh", "district": "Huyện", "commune": "Xã", "village": "Thôn-Bản"}
 
 
-def write_xlsx(report: dict[str, Any], path: Path) -> None:
+def write_xlsx(report: MonthlyReport | EmptyMonthlyReport, path: Path) -> None:
     workbook = xlsxwriter.Workbook(str(path))
     try:
         bold = workbook.add_format({"bold": True})
         pct = workbook.add_format({"num_format": "0%"})
         summary = workbook.add_worksheet("Tổng hợp")
-        summary.write(0, 0, f"Báo cáo tháng {report['month']}", bold)
+        summary.write(0, 0, f"Báo cáo tháng {report.month}", bold)
         summary.write(1, 0, "Cây đơn vị ngày")
-        summary.write(1, 1, report["as_of"])
+        summary.write(1, 1, report.as_of.isoformat())
         for row, (key, label) in enumerate(COLUMNS[3:], start=3):
             summary.write(row, 0, label)
-            value = report["totals"].get(key)
+            value = getattr(report.totals, key)
             if value is None:
                 summary.write(row, 1, "chưa rõ")
             else:
                 summary.write(row, 1, value, pct if key in RATES else None)
-        for level in report["tiers"]:
+        for level in report.tiers:
             _tier_sheet(workbook, report, level, bold, pct)
     finally:
         workbook.close()
 
 
-def _tier_sheet(workbook: Any, report: dict[str, Any], level: str, bold: Any, pct: Any) -> None:
+def _tier_sheet(
+    workbook: Any, report: MonthlyReport | EmptyMonthlyReport, level: str, bold: Any, pct: Any
+) -> None:
     sheet = workbook.add_worksheet(TIER_NAMES.get(level, level)[:31])
     for col, (_, label) in enumerate(COLUMNS):
         sheet.write(0, col, label, bold)
-    units = list(rows_for_tier(report, level))
+    units = list(report.rows_for_tier(level))
     for row, unit in enumerate(units, start=1):
         for col, (key, _) in enumerate(COLUMNS):
-            value = unit.get(key) if key in {"code", "name", "parent_code"} else unit["total"].get(key)
+            value = getattr(unit, key) if key in {"code", "name", "parent_code"} else getattr(unit.total, key)
             if value is None:
                 sheet.write_blank(row, col, None)
             else:

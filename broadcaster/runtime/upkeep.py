@@ -33,6 +33,14 @@ from broadcaster.domain.models import (
 )
 from broadcaster.domain.ports import Target
 from broadcaster.domain.sqltypes import utcnow
+from broadcaster.domain.states import (
+    DISPATCH_FOLLOWED_UP,
+    AccountStatus,
+    DeliveryState,
+    DispatchStatus,
+    GroupMode,
+    GroupStatus,
+)
 from broadcaster.reports.post import due_month, post_monthly
 
 if TYPE_CHECKING:
@@ -58,9 +66,9 @@ async def poll_members(app: App, dispatcher: Dispatcher, *, batch: int = POLL_BA
                 .join(Account, col(Account.id) == col(ChatGroup.account_id))
                 .outerjoin(last, last.c.group_id == col(ChatGroup.id))
                 .where(
-                    col(ChatGroup.status) == "active",
-                    col(ChatGroup.mode) == "direct",
-                    col(Account.status) == "active",
+                    col(ChatGroup.status) == GroupStatus.ACTIVE,
+                    col(ChatGroup.mode) == GroupMode.DIRECT,
+                    col(Account.status) == AccountStatus.ACTIVE,
                     (last.c.at.is_(None)) | (last.c.at < cutoff),
                 )
                 .order_by(last.c.at.is_not(None), last.c.at, col(ChatGroup.id))
@@ -92,19 +100,19 @@ async def follow_up_relays(app: App, dispatcher: Dispatcher) -> dict[str, int]:
     remind_before = now - timedelta(hours=app.settings.confirm_remind_hours)
     escalate_before = now - timedelta(hours=app.settings.confirm_escalate_hours)
     # A cancelled (or paused) dispatch is not chased: the editor stopped it.
-    live = select(col(Dispatch.id)).where(col(Dispatch.status).in_(["running", "done"]))
+    live = select(col(Dispatch.id)).where(col(Dispatch.status).in_(DISPATCH_FOLLOWED_UP))
     async with app.transaction() as s:
         reminded = (
             (
                 await s.execute(
                     update(Delivery)
                     .where(
-                        col(Delivery.state) == "awaiting_confirmation",
+                        col(Delivery.state) == DeliveryState.AWAITING_CONFIRMATION,
                         col(Delivery.reminders) == 0,
                         col(Delivery.sent_at) < remind_before,
                         col(Delivery.dispatch_id).in_(live),
                     )
-                    .values(state="queued", reminders=1, next_attempt_at=now, updated_at=now)
+                    .values(state=DeliveryState.QUEUED, reminders=1, next_attempt_at=now, updated_at=now)
                     .returning(col(Delivery.dispatch_id))
                     .execution_options(synchronize_session=False)
                 )
@@ -115,8 +123,8 @@ async def follow_up_relays(app: App, dispatcher: Dispatcher) -> dict[str, int]:
         if reminded:  # the dispatcher claims only from running dispatches: a finished one runs again
             await s.execute(
                 update(Dispatch)
-                .where(col(Dispatch.id).in_(set(reminded)), col(Dispatch.status) == "done")
-                .values(status="running")
+                .where(col(Dispatch.id).in_(set(reminded)), col(Dispatch.status) == DispatchStatus.DONE)
+                .values(status=DispatchStatus.RUNNING)
                 .execution_options(synchronize_session=False)
             )
         due = (
@@ -125,7 +133,7 @@ async def follow_up_relays(app: App, dispatcher: Dispatcher) -> dict[str, int]:
                 .join(ChatGroup, col(ChatGroup.id) == col(Delivery.group_id))
                 .join(Unit, col(Unit.id) == col(Delivery.unit_id))
                 .where(
-                    col(Delivery.state) == "awaiting_confirmation",
+                    col(Delivery.state) == DeliveryState.AWAITING_CONFIRMATION,
                     col(Delivery.escalated_at).is_(None),
                     col(Delivery.sent_at) < escalate_before,
                     col(Delivery.dispatch_id).in_(live),
@@ -166,9 +174,9 @@ async def _tell_team(app: App, dispatcher: Dispatcher, unit_id: int, waiting: li
                 .join(Account, col(Account.id) == col(ChatGroup.account_id))
                 .where(
                     col(ChatGroup.unit_id) == unit_id,
-                    col(ChatGroup.status) == "active",
-                    col(ChatGroup.mode) == "direct",
-                    col(Account.status) == "active",
+                    col(ChatGroup.status) == GroupStatus.ACTIVE,
+                    col(ChatGroup.mode) == GroupMode.DIRECT,
+                    col(Account.status) == AccountStatus.ACTIVE,
                 )
             )
         ).all()
@@ -197,7 +205,11 @@ async def upkeep_loop(app: App, stop: asyncio.Event, helper: Dispatcher, every: 
                 and not (await post_monthly(app, helper, month)).retry
             ):
                 summarised.add(month)
-        except Exception:  # upkeep must never stop the worker; it tries again next round
-            log.exception("upkeep")
+        except Exception as exc:  # upkeep must never stop the worker; it tries again next round
+            unavailable = app.unavailable(exc)
+            if unavailable is None:
+                log.exception("upkeep")
+            else:  # one line per round, not a traceback
+                log.warning("upkeep skipped: %s", unavailable)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -47,17 +48,56 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await conn.run_sync(_current)
 
 
-async def upgrade(engine: AsyncEngine) -> tuple[str | None, str | None]:
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> tuple[str | None, str | None]:
     """Create or upgrade the schema in place; returns (revision before, revision after)."""
+    return await _migrate(engine, command.upgrade, revision)
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> tuple[str | None, str | None]:
+    """Take the schema back to ``revision`` (undoing a release); returns (revision before, after)."""
+    return await _migrate(engine, command.downgrade, revision)
+
+
+async def _migrate(
+    engine: AsyncEngine, step: Callable[[Config, str], None], revision: str
+) -> tuple[str | None, str | None]:
+    """Run ``step`` to ``revision`` in one transaction: all of it is done, or nothing.
+
+    On SQLite a change to a table's constraints rebuilds the table (batch mode: copy, drop, rename),
+    and dropping a table other rows refer to fails while foreign keys are enforced. SQLite's own
+    procedure: keys off (before the transaction begins: inside one the pragma does nothing), the
+    change, ``PRAGMA foreign_key_check`` before committing, keys on again after. The transaction is
+    begun explicitly: the driver begins one only before a data change, so the DDL before the first
+    copy (a table created, an index dropped) would be committed on its own and outlive a failure."""
+    sqlite = engine.dialect.name == "sqlite"
 
     def run(connection: Connection) -> tuple[str | None, str | None]:
         before = _current(connection)
-        command.upgrade(alembic_config(connection), "head")
+        step(alembic_config(connection), revision)
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                table, rowid, parent, _ = broken[0]
+                raise StorageError(
+                    f"the schema change would break {len(broken)} references (first: {table} row "
+                    f"{rowid} -> {parent}); nothing was changed"
+                )
         return before, _current(connection)
 
     try:
-        async with engine.begin() as conn:
-            return await conn.run_sync(run)
+        async with engine.connect() as conn:
+            if sqlite:
+                await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                await conn.exec_driver_sql("BEGIN")
+            try:
+                result = await conn.run_sync(run)
+                await conn.commit()
+            finally:
+                if sqlite:  # the connection goes back to the pool: with its keys enforced again
+                    await conn.rollback()
+                    await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    await conn.commit()
+            return result
     except (OSError, OperationalError, DBAPIError) as exc:
         raise StorageError(f"cannot initialise the database: {_reason(exc)}") from exc
 

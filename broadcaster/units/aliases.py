@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -17,7 +18,15 @@ from broadcaster.storage.csvio import read_csv
 from broadcaster.units.tree import load_tree
 
 
-async def import_aliases(session: AsyncSession, path: Path, as_of: date) -> dict[str, int]:
+@dataclass(frozen=True, slots=True)
+class AliasImport:
+    """``cns units aliases``: the file's rows, and how many aliases were new."""
+
+    rows: int
+    added: int
+
+
+async def import_aliases(session: AsyncSession, path: Path, as_of: date) -> AliasImport:
     """Add the aliases of ``path`` (codes resolved on ``as_of``); known ones are skipped."""
     name = str(path)
     tree = await load_tree(session, as_of)
@@ -34,7 +43,7 @@ async def import_aliases(session: AsyncSession, path: Path, as_of: date) -> dict
     fresh = [(u, a, n) for (u, a), n in wanted.items() if a not in known.get(u, [])]
     if fresh:
         await session.execute(insert(UnitAlias), [{"unit_id": u, "alias": a, "note": n} for u, a, n in fresh])
-    return {"rows": len(wanted), "added": len(fresh)}
+    return AliasImport(len(wanted), len(fresh))
 
 
 async def aliases_of(session: AsyncSession, unit_ids: Iterable[int] | None = None) -> dict[int, list[str]]:

@@ -14,7 +14,7 @@ of closed units that the file does not mention (villages) move to the successor 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -34,8 +34,10 @@ MAPPING_OPTIONAL = ("old_name", "old_district_code", "new_name", "merge_type")
 _CHUNK = 500
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ImportReport:
+    """``cns units import``: what one import did."""
+
     valid_from: date
     rows: int = 0
     added: int = 0
@@ -44,11 +46,6 @@ class ImportReport:
     moved: int = 0
     closed: int = 0
     successions: int = 0
-
-    def to_dict(self) -> dict[str, object]:
-        out = asdict(self)
-        out["valid_from"] = self.valid_from.isoformat()
-        return out
 
 
 @dataclass(slots=True)
@@ -154,7 +151,7 @@ async def import_units(
     importer.plan_moves()
     await importer.write()
     await _check_tree(session, valid_from)
-    return importer.report
+    return importer.report()
 
 
 class _Importer:
@@ -173,12 +170,24 @@ class _Importer:
     ) -> None:
         self.session, self.name, self.day, self.rows = session, name, day, rows
         self.tree, self.before, self.mapping, self.kinds = tree, before, mapping, kinds
-        self.report = ImportReport(valid_from=day, rows=len(rows))
+        self.added = self.changed = self.unchanged = self.moved = self.successions = 0
         self.kept: dict[str, int] = {}  # code -> unit id from the import date (kept, corrected or new)
         self.fix_in_place: list[tuple[int, _Row]] = []
         self.closed: set[int] = set()
         self.new_rows: list[_Row] = []
         self.moves: list[tuple[int, str]] = []  # (child id, successor code)
+
+    def report(self) -> ImportReport:
+        return ImportReport(
+            self.day,
+            len(self.rows),
+            self.added,
+            self.changed,
+            self.unchanged,
+            self.moved,
+            len(self.closed),
+            self.successions,
+        )
 
     def _fail(self, row: _Row | None, message: str) -> InputError:
         return InputError(f"{self.name}:{row.line}: {message}" if row else f"{self.name}: {message}")
@@ -205,11 +214,11 @@ class _Importer:
                 row.level,
             ):
                 self.kept[row.code] = pk(existing.id)
-                self.report.unchanged += 1
+                self.unchanged += 1
             elif existing is not None and existing.valid_from == self.day:
                 self.fix_in_place.append((pk(existing.id), row))  # a correction of an import on this date
                 self.kept[row.code] = pk(existing.id)
-                self.report.changed += 1
+                self.changed += 1
             else:
                 if existing is not None:
                     if existing.valid_to is not None:
@@ -219,9 +228,9 @@ class _Importer:
                             "import structures in date order",
                         )
                     self.closed.add(pk(existing.id))
-                    self.report.changed += 1
+                    self.changed += 1
                 else:
-                    self.report.added += 1
+                    self.added += 1
                 if row.code in later:
                     raise self._fail(
                         row,
@@ -267,7 +276,6 @@ class _Importer:
         await self._write_units()
         await self._write_links()
         await self._write_successions()
-        self.report.closed = len(self.closed)
         await self.session.flush()
 
     async def _write_units(self) -> None:
@@ -316,7 +324,7 @@ class _Importer:
                 insert(UnitLink),
                 [{"child_id": c, "parent_id": wanted[c], "valid_from": self.day} for c in relink],
             )
-        self.report.moved = len([c for c in relink if c in nodes])  # existing units under a new parent
+        self.moved = len([c for c in relink if c in nodes])  # existing units under a new parent
 
     async def _write_successions(self) -> None:
         pairs = [
@@ -341,7 +349,7 @@ class _Importer:
                 insert(UnitSuccession),
                 [{"old_unit_id": o, "new_unit_id": n, "effective": self.day, "kind": k} for o, n, k in fresh],
             )
-        self.report.successions = len(fresh)
+        self.successions = len(fresh)
 
 
 async def _check_tree(session: AsyncSession, day: date) -> None:

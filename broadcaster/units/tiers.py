@@ -52,6 +52,14 @@ class TierSchema:
         return [t.name for t in self.tiers]
 
 
+@dataclass(frozen=True, slots=True)
+class TierList:
+    """``cns tiers list``: the levels in force on a day, top first."""
+
+    as_of: date
+    tiers: tuple[Tier, ...]
+
+
 async def seed_default_tiers(session: AsyncSession) -> int:
     """Insert the default schema if no tier exists yet; returns the number of rows added."""
     if (await session.execute(select(col(TierLevel.id)).limit(1))).first() is not None:
@@ -70,3 +78,7 @@ async def tiers_as_of(session: AsyncSession, as_of: date) -> TierSchema:
         )
     )
     return TierSchema(as_of, [Tier(name, rank, label) for name, rank, label in result.all()])
+
+
+async def list_tiers(session: AsyncSession, as_of: date) -> TierList:
+    return TierList(as_of, tuple((await tiers_as_of(session, as_of)).tiers))

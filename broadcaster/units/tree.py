@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -13,8 +13,43 @@ from sqlmodel import col
 
 from broadcaster.domain.errors import NotFound
 from broadcaster.domain.models import Unit, UnitLink, pk
+from broadcaster.domain.results import OMIT_IF_NONE
 from broadcaster.units.naming import name_key
 from broadcaster.units.tiers import TierSchema, tiers_as_of
+
+
+@dataclass(frozen=True, slots=True)
+class UnitRef:
+    """A unit as results name it."""
+
+    code: str
+    name: str
+    level: str
+
+    @classmethod
+    def of(cls, unit: UnitNode | Unit) -> UnitRef:
+        return cls(unit.code, unit.name, unit.level)
+
+
+@dataclass(frozen=True, slots=True)
+class TreeNode:
+    """A unit and (down to the depth asked) its children, in display order."""
+
+    code: str
+    name: str
+    type: str
+    level: str
+    children: tuple[TreeNode, ...] | None = field(default=None, metadata=OMIT_IF_NONE)  # none below
+
+
+@dataclass(frozen=True, slots=True)
+class TreeOutline:
+    """``cns units tree``: the tree of a day from its top units (or one root), with the units per level."""
+
+    as_of: date
+    counts: Mapping[str, int]
+    units: int
+    tree: tuple[TreeNode, ...]
 
 
 @dataclass(slots=True)
@@ -86,14 +121,14 @@ class UnitTree:
             key=lambda c: (rank.get(nodes[c].level, 99), name_key(nodes[c].name), nodes[c].code),
         )
 
-    def to_dict(self, root_id: int, depth: int | None = None) -> dict[str, Any]:
+    def outline(self, root_id: int, depth: int | None = None) -> TreeNode:
+        """``root_id`` and its descendants down to ``depth`` levels below it (all when None)."""
         node = self.nodes[root_id]
-        out: dict[str, Any] = {"code": node.code, "name": node.name, "type": node.type, "level": node.level}
+        children = None
         if node.children and (depth is None or depth > 0):
-            out["children"] = [
-                self.to_dict(c, None if depth is None else depth - 1) for c in self.sorted_children(root_id)
-            ]
-        return out
+            below = None if depth is None else depth - 1
+            children = tuple(self.outline(c, below) for c in self.sorted_children(root_id))
+        return TreeNode(node.code, node.name, node.type, node.level, children)
 
     def render(self, root_id: int, depth: int | None = None) -> Iterator[str]:
         stack: list[tuple[int, int]] = [(root_id, 0)]
@@ -123,3 +158,13 @@ async def load_tree(session: AsyncSession, as_of: date) -> UnitTree:
             nodes[child].parent_id = parent
             nodes[parent].children.append(child)
     return UnitTree(as_of, schema, nodes)
+
+
+async def outline(
+    session: AsyncSession, as_of: date, root: str | None = None, depth: int | None = None
+) -> TreeOutline:
+    """The tree on ``as_of`` from its top units (or from ``root``), ``depth`` levels deep."""
+    tree = await load_tree(session, as_of)
+    roots = [tree.get(root)] if root else tree.roots
+    counts = tree.counts(n for r in roots for n in tree.subtree(r.id))
+    return TreeOutline(as_of, counts, sum(counts.values()), tuple(tree.outline(r.id, depth) for r in roots))

@@ -4,20 +4,21 @@ is limited to what the token's user may see (role and unit scope), as on the com
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
-from broadcaster.directory.suggestions import STATUSES, list_suggestions
-from broadcaster.directory.users import Actor, Permission, actor_for_token
+from broadcaster.directory.suggestions import STATUSES, Suggestion, list_suggestions
+from broadcaster.directory.users import Actor, actor_for_token
 from broadcaster.dispatch import control as dispatch_control
-from broadcaster.domain.errors import CnsError, InputError, NotFound, PermissionDenied
-from broadcaster.domain.models import Delivery, InboundEvent
+from broadcaster.dispatch.control import DeliveryRow, DispatchProgress
+from broadcaster.domain.errors import CnsError, DatabaseUnavailable, InputError, NotFound, PermissionDenied
+from broadcaster.domain.results import to_data
+from broadcaster.domain.states import SuggestionStatus
 from broadcaster.domain.timeutil import parse_time, today
+from broadcaster.inbound.events import UnmatchedEvent, list_unmatched
 from broadcaster.reports import engagement
 from broadcaster.reports import monthly as reports
 from broadcaster.web.state import STATE
@@ -45,7 +46,12 @@ def _error(exc: CnsError) -> web.Response:
     return web.json_response({"error": str(exc)}, status=status)
 
 
-async def _call(request: web.Request, work: Any) -> web.Response:
+Work = Callable[[AsyncSession, Actor], Awaitable[object]]
+
+
+async def _call(request: web.Request, work: Work) -> web.Response:
+    """Authenticate, run ``work`` (a service call returning a typed result) in one transaction, and
+    answer its :func:`to_data` as JSON: the same data as ``cns --json``."""
     state = request.app[STATE]
     header = request.headers.get("Authorization", "")
     token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
@@ -58,16 +64,18 @@ async def _call(request: web.Request, work: Any) -> web.Response:
                     status=401,
                     headers={"WWW-Authenticate": "Bearer"},
                 )
-            data = await work(s, actor)
+            result = await work(s, actor)
+    except DatabaseUnavailable:
+        raise  # not the request's fault: the middleware answers 503 + Retry-After
     except CnsError as exc:
         return _error(exc)
-    return web.json_response(data, dumps=_dumps)
+    return web.json_response(to_data(result), dumps=_dumps)
 
 
-def _dumps(value: Any) -> str:
+def _dumps(value: object) -> str:
     import json
 
-    return json.dumps(value, ensure_ascii=False, default=str)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _int(request: web.Request, name: str, *, query: bool = True) -> int | None:
@@ -83,13 +91,17 @@ async def content_list(request: web.Request) -> web.Response:
     from broadcaster.editorial import workflow
 
     status = request.query.get("status")
-    return await _call(request, lambda s, a: workflow.list_items(s, status))
+
+    async def work(s: AsyncSession, actor: Actor) -> list[workflow.ContentSummary]:
+        return await workflow.list_items(s, status)
+
+    return await _call(request, work)
 
 
 async def content_show(request: web.Request) -> web.Response:
     from broadcaster.editorial import workflow
 
-    async def work(s: AsyncSession, actor: Actor) -> Any:
+    async def work(s: AsyncSession, actor: Actor) -> workflow.ContentDetail:
         return await workflow.show(s, _int(request, "id", query=False) or 0)
 
     return await _call(request, work)
@@ -101,12 +113,12 @@ async def _visible(s: AsyncSession, actor: Actor, dispatch_id: int) -> None:
 
 
 async def dispatches(request: web.Request) -> web.Response:
-    async def work(s: AsyncSession, actor: Actor) -> Any:
+    async def work(s: AsyncSession, actor: Actor) -> list[DispatchProgress]:
         rows = await dispatch_control.list_dispatches(s, limit=min(_int(request, "limit") or 50, 500))
         visible = []
         for row in rows:
             try:
-                await _visible(s, actor, int(row["dispatch"]))
+                await _visible(s, actor, row.dispatch)
             except PermissionDenied:
                 continue
             visible.append(row)
@@ -116,7 +128,7 @@ async def dispatches(request: web.Request) -> web.Response:
 
 
 async def dispatch(request: web.Request) -> web.Response:
-    async def work(s: AsyncSession, actor: Actor) -> Any:
+    async def work(s: AsyncSession, actor: Actor) -> DispatchProgress:
         dispatch_id = _int(request, "id", query=False) or 0
         await _visible(s, actor, dispatch_id)
         return await dispatch_control.status(s, dispatch_id)
@@ -125,32 +137,16 @@ async def dispatch(request: web.Request) -> web.Response:
 
 
 async def deliveries(request: web.Request) -> web.Response:
-    async def work(s: AsyncSession, actor: Actor) -> Any:
+    async def work(s: AsyncSession, actor: Actor) -> list[DeliveryRow]:
         dispatch_id = _int(request, "id", query=False) or 0
         await _visible(s, actor, dispatch_id)
-        query = select(Delivery).where(col(Delivery.dispatch_id) == dispatch_id).order_by(col(Delivery.id))
-        if request.query.get("state"):
-            query = query.where(col(Delivery.state) == request.query["state"])
-        after = _int(request, "after")
-        if after is not None:
-            query = query.where(col(Delivery.id) > after)
-        rows = (await s.execute(query.limit(min(_int(request, "limit") or 500, 5000)))).scalars()
-        return [
-            {
-                "id": d.id,
-                "group": d.group_id,
-                "unit": d.unit_id,
-                "level": d.level,
-                "platform": d.platform,
-                "mode": d.mode,
-                "state": d.state,
-                "attempts": d.attempts,
-                "last_error": d.last_error,
-                "sent_at": d.sent_at,
-                "confirmed_at": d.confirmed_at,
-            }
-            for d in rows
-        ]
+        return await dispatch_control.list_deliveries(
+            s,
+            dispatch_id,
+            state=request.query.get("state") or None,
+            after=_int(request, "after"),
+            limit=min(_int(request, "limit") or 500, 5000),
+        )
 
     return await _call(request, work)
 
@@ -158,7 +154,7 @@ async def deliveries(request: web.Request) -> web.Response:
 async def interactions(request: web.Request) -> web.Response:
     q = request.query
 
-    async def work(s: AsyncSession, actor: Actor) -> Any:
+    async def work(s: AsyncSession, actor: Actor) -> list[engagement.InteractionRow]:
         kinds = tuple(k for k in q.get("kind", "reply").split(",") if k)
         log_filter = engagement.LogFilter(
             unit_code=q.get("unit") or None,
@@ -179,37 +175,23 @@ async def interactions(request: web.Request) -> web.Response:
 async def monthly(request: web.Request) -> web.Response:
     month = request.query.get("month") or date.today().strftime("%Y-%m")
     unit = request.query.get("unit") or None
-    return await _call(request, lambda s, a: reports.monthly(s, a, month, unit))
+
+    async def work(s: AsyncSession, actor: Actor) -> reports.MonthlyReport | reports.EmptyMonthlyReport:
+        return await reports.monthly(s, actor, month, unit)
+
+    return await _call(request, work)
 
 
 async def unmatched(request: web.Request) -> web.Response:
-    async def work(s: AsyncSession, actor: Actor) -> Any:
-        actor.require(Permission.MANAGE_GROUPS)
-        rows = (
-            await s.execute(
-                select(InboundEvent)
-                .where(col(InboundEvent.status).in_(["unmatched", "failed"]))
-                .order_by(col(InboundEvent.id).desc())
-                .limit(min(_int(request, "limit") or 100, 1000))
-            )
-        ).scalars()
-        return [
-            {
-                "id": e.id,
-                "platform": e.platform,
-                "status": e.status,
-                "note": e.note,
-                "received_at": e.received_at,
-            }
-            for e in rows
-        ]
+    async def work(s: AsyncSession, actor: Actor) -> list[UnmatchedEvent]:
+        return await list_unmatched(s, actor, limit=min(_int(request, "limit") or 100, 1000))
 
     return await _call(request, work)
 
 
 async def suggestions(request: web.Request) -> web.Response:
-    async def work(s: AsyncSession, actor: Actor) -> Any:
-        status = request.query.get("status", "pending")
+    async def work(s: AsyncSession, actor: Actor) -> list[Suggestion]:
+        status = request.query.get("status", SuggestionStatus.PENDING)
         if status not in STATUSES:
             raise InputError(f"status must be one of {', '.join(STATUSES)}")
         return await list_suggestions(s, actor, today=today(), status=status)

@@ -4,21 +4,36 @@ Each request is checked (size, account, signature, JSON) and stored before it is
 is processed afterwards. Answers: 200 stored (or already stored: a redelivery), 400 malformed, 401 bad
 signature, 404 unknown account or platform mismatch, 413 too large, 503 (with Retry-After) when the
 database cannot take it, so the platform retries. Nothing else, whatever the input.
+
+The platforms wait seconds at most (Zalo: 2 s), so what a request asks of the database (its account,
+the insert) must be done within :data:`DEADLINE`: a database that is down, or stalled (accepting
+connections, answering nothing), gets the platform a 503 by then, never a hang.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from broadcaster.domain.errors import HookRejected
+from broadcaster.domain.ports import HookCodec
+from broadcaster.storage.db import database_name
 from broadcaster.web.state import STATE, WebState
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEADLINE = 1.5  # seconds the database has to answer a webhook or /healthz (Zalo gives up after 2 s)
+RETRY_AFTER = "5"  # seconds, in a 503
+WARN_EVERY = 60.0  # seconds between two warnings that requests are answered 503 (not one per request)
+_warned = {"at": -WARN_EVERY}
 
 
 KEY_MAX = 200  # inbound_event.key
@@ -37,8 +52,46 @@ def _answer(state: WebState, platform: str, status: int, reason: str) -> web.Res
     state.count("hook", platform, str(status))
     if status == 200:
         return web.Response(status=200, text="ok")
-    headers = {"Retry-After": "5"} if status == 503 else None
+    headers = {"Retry-After": RETRY_AFTER} if status == 503 else None
     return web.json_response({"error": reason}, status=status, headers=headers)
+
+
+class TooSlow(TimeoutError):
+    """The database did not answer a request within its deadline."""
+
+
+async def within(seconds: float, work: Awaitable[T]) -> T:
+    """``work``'s result if it comes within ``seconds``, else :class:`TooSlow` at once. The answer does not
+    wait for a stalled database: ``work`` goes on in the background until the driver gives up (its
+    command timeout), so its connection is cleaned up by the code that knows how, not cancelled
+    half-way through a statement."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.add_done_callback(_forget)
+        raise TooSlow(f"no answer within {max(seconds, 0):.1f} s")
+    return task.result()
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: not "exception was never retrieved" at exit
+
+
+def unavailable_answer(state: WebState, exc: Exception, what: str) -> None:
+    """Log why requests get a 503: the database unavailable or too slow is one warning a minute (an
+    outage is not a traceback per request); anything else is logged in full."""
+    unavailable = state.app.unavailable(exc)
+    if unavailable is None and not isinstance(exc, TooSlow):
+        log.error("%s answered 503", what, exc_info=exc)
+        return
+    now = time.monotonic()
+    if now - _warned["at"] >= WARN_EVERY:
+        _warned["at"] = now
+        reason = (
+            unavailable or f"database {database_name(state.app.settings.database_url)} unavailable: {exc}"
+        )
+        log.warning("%s answered 503: %s", what, reason)
 
 
 async def _read(request: web.Request, limit: int) -> bytes | None:
@@ -63,28 +116,38 @@ async def receive(request: web.Request) -> web.Response:
     body = await _read(request, state.app.settings.hook_max_bytes)
     if body is None:
         return _answer(state, platform, 413, "body too large")
-    account = await state.hook_account(request.match_info["account"])
+    try:
+        status, reason = await _accept(state, request, codec, body)
+    except Exception as exc:  # the database is unavailable: the platform will deliver it again
+        unavailable_answer(state, exc, "webhooks")
+        status, reason = 503, "temporarily unavailable"
+    return _answer(state, platform, status, reason)
+
+
+async def _accept(state: WebState, request: web.Request, codec: HookCodec, body: bytes) -> tuple[int, str]:
+    """Check the request against its account and store it; the database has :data:`DEADLINE` for
+    both together (TimeoutError after that)."""
+    platform = request.match_info["platform"]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE
+    account = await within(DEADLINE, state.hook_account(request.match_info["account"]))
     if account is None or account.platform != platform:
-        return _answer(state, platform, 404, "unknown account")
+        return 404, "unknown account"
     try:
         key = codec.verify(request.headers, body, account.secret, account.settings, time.time())
         codec.parse(body)  # refuse now what could never be processed (400), store only what can
     except HookRejected as exc:
-        return _answer(state, platform, exc.status, str(exc))
-    try:
-        await state.store.store(account.id, platform, bounded_key(key), body)
-    except Exception:  # the database is unavailable: the platform will deliver it again
-        log.exception("could not store a %s event", platform)
-        return _answer(state, platform, 503, "temporarily unavailable")
+        return exc.status, str(exc)
+    await within(deadline - loop.time(), state.store.store(account.id, platform, bounded_key(key), body))
     state.wake.set()
     state.last_hook = time.monotonic()
-    return _answer(state, platform, 200, "")
+    return 200, ""
 
 
 async def facebook_challenge(request: web.Request) -> web.Response:
     """Meta's subscription handshake: echo ``hub.challenge`` when ``hub.verify_token`` matches."""
     state = request.app[STATE]
-    account = await state.hook_account(request.match_info["account"])
+    account = await within(DEADLINE, state.hook_account(request.match_info["account"]))
     if account is None or account.platform != "facebook":
         return _answer(state, "facebook", 404, "unknown account")
     value = state.codecs["facebook"].challenge(dict(request.query), account.verify_token)
@@ -103,8 +166,8 @@ async def never_500(request: web.Request, handler: Handler) -> web.StreamRespons
         raise
     except HookRejected as exc:
         return web.json_response({"error": str(exc)}, status=exc.status)
-    except Exception:
-        log.exception("%s %s", request.method, request.path)
+    except Exception as exc:
+        unavailable_answer(request.app[STATE], exc, f"{request.method} {request.path}")
         return web.json_response(
-            {"error": "temporarily unavailable"}, status=503, headers={"Retry-After": "5"}
+            {"error": "temporarily unavailable"}, status=503, headers={"Retry-After": RETRY_AFTER}
         )

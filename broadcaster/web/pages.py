@@ -8,6 +8,7 @@ import re
 from aiohttp import web
 
 from broadcaster.domain.models import Attachment
+from broadcaster.domain.states import DeliveryState
 from broadcaster.inbound import links
 from broadcaster.inbound.links import confirmation_token
 from broadcaster.inbound.privacy import pseudonym
@@ -79,9 +80,9 @@ async def confirmation(request: web.Request) -> web.Response:
     async with state.app.transaction() as s:
         outcome = await links.confirm_delivery(s, delivery_id)
     state.count("confirmation", outcome)
-    if outcome in {"confirmed", "already"}:
+    if outcome in {DeliveryState.CONFIRMED, "already"}:
         return _page("Cảm ơn anh/chị", "<p>Đã ghi nhận: bài đã được đăng vào nhóm.</p>")
-    if outcome == "recalled":
+    if outcome == DeliveryState.RECALLED:
         return _page("Bài đã được thu hồi", "<p>Bài này đã được thu hồi, xin đừng đăng.</p>", 410)
     return _page("Không xác nhận được", f"<p>Bài gửi đang ở trạng thái {html.escape(outcome)}.</p>", 409)
 

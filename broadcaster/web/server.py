@@ -15,6 +15,7 @@ from sqlmodel import col
 
 from broadcaster.domain.models import ContentRevision, Delivery, InboundEvent
 from broadcaster.domain.ports import HookCodec
+from broadcaster.domain.states import EVENT_OUTCOMES, InboundEventStatus
 from broadcaster.inbound.privacy import purge_raw
 from broadcaster.inbound.processing import CHUNK, EventStore, process_pending
 from broadcaster.storage.app import App
@@ -79,21 +80,30 @@ async def process_loop(state: WebState, idle: float = 1.0) -> None:
     burst is arriving, events are processed one chunk at a time with a pause between chunks, and
     at full speed once it has passed."""
     last_purge = 0.0
+    outage = False  # the database is unavailable: said once, and once when it is back
     while True:
         try:
             burst = time.monotonic() - state.last_hook < BURST
             stats = await process_pending(state.app, state.codecs, limit=CHUNK if burst else 500)
             if burst:
                 await asyncio.sleep(YIELD)
-            for status in ("done", "unmatched", "ignored", "failed"):
+            for status in EVENT_OUTCOMES:
                 state.counters[("event", status)] += getattr(stats, status)
             if time.monotonic() - last_purge > PURGE_EVERY:
                 async with state.app.transaction() as s:
                     await purge_raw(s, state.app.settings.raw_retention_days)
                 last_purge = time.monotonic()
             busy = stats.done + stats.unmatched + stats.ignored + stats.failed > 0
-        except Exception:  # the database went away: keep the loop, try again shortly
-            log.exception("processing inbound events")
+            if outage:
+                log.info("processing inbound events again: the database is back")
+                outage = False
+        except Exception as exc:  # the database went away: keep the loop, try again shortly
+            unavailable = state.app.unavailable(exc)
+            if unavailable is None:
+                log.exception("processing inbound events")
+            elif not outage:
+                log.warning("processing inbound events paused: %s; retrying", unavailable)
+            outage = outage or unavailable is not None
             busy = False
         if not busy:
             state.wake.clear()
@@ -101,20 +111,34 @@ async def process_loop(state: WebState, idle: float = 1.0) -> None:
                 await asyncio.wait_for(state.wake.wait(), idle)
 
 
-async def healthz(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    try:
-        async with state.app.sessions() as s:
-            await s.execute(text("SELECT 1"))
-            pending = (
+async def _pending_events(state: WebState) -> int:
+    async with state.app.sessions() as s:
+        await s.execute(text("SELECT 1"))
+        return int(
+            (
                 await s.execute(
                     select(func.count())
                     .select_from(InboundEvent)
-                    .where(col(InboundEvent.status) == "pending")
+                    .where(col(InboundEvent.status) == InboundEventStatus.PENDING)
                 )
             ).scalar_one()
+        )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 with the pending events, or 503 + Retry-After when the database does not answer within
+    ``hooks.DEADLINE`` (down, stalled, or too slow to take webhooks in time)."""
+    state = request.app[STATE]
+    try:
+        pending = await hooks.within(hooks.DEADLINE, _pending_events(state))
     except Exception as exc:
-        return web.json_response({"status": "unavailable", "database": type(exc).__name__}, status=503)
+        hooks.unavailable_answer(state, exc, "/healthz")
+        reason = "no answer in time" if isinstance(exc, hooks.TooSlow) else type(exc).__name__
+        return web.json_response(
+            {"status": "unavailable", "database": reason},
+            status=503,
+            headers={"Retry-After": hooks.RETRY_AFTER},
+        )
     return web.json_response(
         {
             "status": "ok",
@@ -123,6 +147,17 @@ async def healthz(request: web.Request) -> web.Response:
             "uptime_s": round(time.time() - state.started),
         }
     )
+
+
+async def _gauges(state: WebState) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    async with state.app.sessions() as s:
+        events = (
+            await s.execute(select(col(InboundEvent.status), func.count()).group_by(col(InboundEvent.status)))
+        ).all()
+        deliveries = (
+            await s.execute(select(col(Delivery.state), func.count()).group_by(col(Delivery.state)))
+        ).all()
+    return [(str(k), int(v)) for k, v in events], [(str(k), int(v)) for k, v in deliveries]
 
 
 def _labels(**pairs: str) -> str:
@@ -168,16 +203,8 @@ async def metrics(request: web.Request) -> web.Response:
         [(_labels(outcome=k[1]), v) for k, v in sorted(state.counters.items()) if k[0] == "confirmation"],
     )
     try:
-        async with state.app.sessions() as s:
-            events = (
-                await s.execute(
-                    select(col(InboundEvent.status), func.count()).group_by(col(InboundEvent.status))
-                )
-            ).all()
-            deliveries = (
-                await s.execute(select(col(Delivery.state), func.count()).group_by(col(Delivery.state)))
-            ).all()
-    except Exception:
+        events, deliveries = await hooks.within(hooks.DEADLINE, _gauges(state))
+    except Exception:  # the database is unavailable: the counters of this process still answer
         events, deliveries = [], []
         lines.append("cns_database_up 0")
     else:

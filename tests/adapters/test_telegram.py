@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from aiohttp import web
@@ -24,6 +25,7 @@ from adapters.sandbox.telegram import STATE, Chat, Limits, Members, create_app
 from adapters.telegram import TelegramSender, translate
 from broadcaster.domain.errors import (
     AuthFailed,
+    NotSupported,
     PermanentError,
     RateLimited,
     TargetGone,
@@ -253,3 +255,30 @@ def test_translation_table_without_sockets() -> None:
     assert isinstance(limited, RateLimited) and limited.retry_after == 7.0
     migrated = translate(ChatMigrated(-100123), "x")
     assert isinstance(migrated, TargetMigrated) and migrated.new_id == "-100123"
+
+
+async def test_a_captioned_post_is_edited_by_caption_or_media_never_by_text(
+    server: Running, sender: TelegramSender
+) -> None:
+    """Telegram refuses editMessageText on a photo/document ("there is no text in the message to
+    edit"), and so does the sandbox: the caption is edited with editMessageCaption, a changed attachment
+    with editMessageMedia, and a new revision without attachment cannot be an edit (NotSupported)."""
+    state = server.app[STATE]
+    sent = await sender.send(GROUP, render("telegram", title="Ảnh", body="Xem ảnh", media=[_photo(1)]), "d1")
+    chat = state.by_chat[-1001000000001]
+    (message_id,) = sent.message_ids
+    before = chat[int(message_id)]["photo"][0]["file_id"]
+    with pytest.raises(NotSupported, match="no attachment"):
+        await sender.edit(GROUP, message_id, render("telegram", title="Ảnh", body="Chữ thôi"))
+    same = render("telegram", title="Ảnh", body="Chú thích mới", media=[_photo(1)])
+    await sender.edit(GROUP, message_id, replace(same, keep_media=True))
+    edited = chat[int(message_id)]
+    assert edited["caption"] == "<b>Ảnh</b>\n\nChú thích mới" and edited["photo"][0]["file_id"] == before
+    pdf = Media("e" * 64, "mau-don.pdf", "application/pdf", b"%PDF-1.4 y")
+    await sender.edit(GROUP, message_id, render("telegram", title="Tài liệu", body="Mẫu đơn", media=[pdf]))
+    replaced = chat[int(message_id)]
+    assert "photo" not in replaced and replaced["document"]["file_name"] == "mau-don.pdf"
+    assert replaced["caption"] == "<b>Tài liệu</b>\n\nMẫu đơn"
+    text = await sender.send(GROUP, render("telegram", title="Tin", body="Chữ"), "d2")
+    await sender.edit(GROUP, text.message_ids[0], render("telegram", title="Tin", body="Chữ mới"))
+    assert chat[int(text.message_ids[0])]["text"] == "<b>Tin</b>\n\nChữ mới"

@@ -56,11 +56,12 @@ async def test_telegram_webhook_is_registered_with_the_secret_and_the_updates_we
     bot = boxes.running["telegram"].app[tg_box.STATE].bots[boxes.credentials["telegram"]["token"]]
     assert (bot.webhook_url, bot.webhook_secret) == (f"{PUBLIC}/hooks/telegram/tg", "tg-hook_Secret-1")
     assert bot.allowed_updates == list(TELEGRAM_UPDATES)  # reactions only come when asked for
-    assert done["registered"] and done["info"]["url"] == f"{PUBLIC}/hooks/telegram/tg"
-    assert done["info"]["allowed_updates"] == list(TELEGRAM_UPDATES)
+    assert done.registered and done.info is not None and done.info.url == f"{PUBLIC}/hooks/telegram/tg"
+    assert done.info.allowed_updates == TELEGRAM_UPDATES
 
     removed = await register_webhook(served, "tg", delete=True)
-    assert bot.webhook_url == "" and not removed["registered"] and removed["info"]["url"] == ""
+    assert bot.webhook_url == "" and not removed.registered
+    assert removed.info is not None and removed.info.url == ""
 
 
 async def test_registration_refuses_what_the_platform_would_and_explains_the_rest(
@@ -74,8 +75,8 @@ async def test_registration_refuses_what_the_platform_would_and_explains_the_res
     with pytest.raises(ConfigError, match="HTTPS"):  # api.telegram.org would refuse it
         await register_webhook(app.with_settings(public_url="http://10.0.0.5:8080"), "tg-real")
     zalo = await register_webhook(app.with_settings(public_url=PUBLIC), "zalo")
-    assert zalo["url"] == f"{PUBLIC}/hooks/zalo/zalo" and not zalo["registered"]
-    assert "OA secret key" in zalo["where"]
+    assert zalo.url == f"{PUBLIC}/hooks/zalo/zalo" and not zalo.registered
+    assert zalo.where is not None and "OA secret key" in zalo.where
 
 
 async def test_cns_accounts_webhook_through_the_cli(

@@ -171,3 +171,29 @@ def test_translation_table_without_sockets() -> None:
     assert type(translate(reply(b"<html>502</html>"), "x")) is TransientError
     assert type(translate(reply({"error": 0}, status=502), "x")) is TransientError
     assert type(translate(reply({"data": {}}), "x")) is TransientError
+
+
+async def test_an_oauth_server_that_cannot_answer_does_not_pause_the_account(
+    server: Running, store: FileTokenStore
+) -> None:
+    """A 503 from the OAuth endpoint did not spend the refresh token: the refresh is tried again (and
+    succeeds); an endpoint down for longer is a TransientError (retried later), never AuthFailed."""
+    state = server.app[STATE]
+    before = await store.load()
+    assert before is not None
+    state.clock_offset += 100_000
+    state.faults.configure(FaultConfig(burst_every=1, burst_length=1, paths=("/access_token",), limit=1))
+    sender = _sender(server, store)
+    try:
+        await sender.send(GROUP, render("zalo", title="", body="a"), "k1")
+        assert state.faults.injected == {"burst": 1} and state.refreshes == 1
+        after = await store.load()
+        assert after is not None and after.refresh_token != before.refresh_token
+        state.clock_offset += 100_000
+        state.faults.configure(FaultConfig(error_rate=1.0, paths=("/access_token",)))
+        with pytest.raises(TransientError, match="token refresh"):
+            await sender.send(GROUP, render("zalo", title="", body="b"), "k2")
+        assert state.faults.injected == {"error": 3}  # three tries, then given back
+        assert await store.load() == after  # the pair is kept: the next refresh can still use it
+    finally:
+        await sender.close()

@@ -122,7 +122,14 @@ def test_full_workflow_through_the_cli(cns: Cns, tmp_path: Path, monkeypatch: py
     cns.ok("--as", "root", "users", "add", "ed", "--role", "editor", "--scope", "12")
     cns.ok("--as", "root", "users", "add", "ap", "--role", "approver")
     monkeypatch.setenv("CNS_TEST_ZALO", "secret-value-zalo")
-    cns.ok("--as", "root", "accounts", "add", "zalo", "--platform", "zalo", "--secret", "env:CNS_TEST_ZALO")
+    refused = cns(
+        "--as", "root", "accounts", "add", "zalo", "--platform", "zalo", "--secret", "env:CNS_TEST_ZALO"
+    )
+    assert refused.code == 1 and "needs the setting app_id" in refused.err  # every send would fail
+    cns.ok(
+        "--as", "root", "accounts", "add", "zalo", "--platform", "zalo", "--secret", "env:CNS_TEST_ZALO",
+        "--set", "app_id=4318550211",
+    )  # fmt: skip
     listed = cns.ok("--json", "accounts", "list")
     assert "secret-value-zalo" not in listed.out
     assert listed.json()[0]["secrets"]["main"] == {"ref": "env:CNS_TEST_ZALO", "available": True}  # type: ignore[index]

@@ -42,10 +42,10 @@ async def test_happy_path_pins_the_revision_hash(app: App) -> None:
         approval = await workflow.approve(s, ap, cid, revision_number=1)
     async with app.transaction() as s:
         shown = await workflow.show(s, cid)
-    assert shown["status"] == "approved" and shown["approved_revision"] == 1
-    assert shown["revisions"][0]["category"] == "chính quyền số"
-    assert approval.revision_sha256 == shown["revisions"][0]["sha256"]
-    assert shown["decisions"][0]["by"] == "ap"
+    assert shown.status == "approved" and shown.approved_revision == 1
+    assert shown.revisions[0].category == "chính quyền số"
+    assert approval.revision_sha256 == shown.revisions[0].sha256
+    assert shown.decisions[0].by == "ap"
 
 
 async def test_author_cannot_approve_own_revision(app: App) -> None:
@@ -90,8 +90,8 @@ async def test_edit_after_approval_needs_a_new_approval(app: App) -> None:
     async with app.transaction() as s:
         await workflow.approve(s, ap2, cid, revision_number=2)
         shown = await workflow.show(s, cid)
-    assert shown["approved_revision"] == 2 and shown["revisions"][0]["body"] == BODY  # revision 1 unchanged
-    assert shown["revisions"][0]["sha256"] != shown["revisions"][1]["sha256"]
+    assert shown.approved_revision == 2 and shown.revisions[0].body == BODY  # revision 1 unchanged
+    assert shown.revisions[0].sha256 != shown.revisions[1].sha256
 
 
 async def test_reject_needs_reason_and_can_be_resubmitted(app: App) -> None:
@@ -112,7 +112,7 @@ async def test_reject_needs_reason_and_can_be_resubmitted(app: App) -> None:
             await workflow.edit(s, ed, cid, title="x", max_bytes=10)
     async with app.transaction() as s:
         listed = await workflow.list_items(s, "archived")
-    assert [i["id"] for i in listed] == [cid]
+    assert [i.id for i in listed] == [cid]
 
 
 async def test_bad_content_and_roles(app: App, tmp_path: Path) -> None:

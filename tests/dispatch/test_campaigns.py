@@ -45,7 +45,8 @@ async def test_series_on_a_recurrence(app: App, tmp_path: Path) -> None:
         )
     async with app.transaction() as s:
         listed = await list_campaigns(s)
-    assert listed[0]["next_occurrence"] == start.isoformat()
+    assert listed[0].next_occurrence is not None
+    assert listed[0].next_occurrence.isoformat() == start.isoformat()
     assert await run_due(app, start - timedelta(minutes=1)) == []
     planned = await run_due(app, start + timedelta(minutes=1))
     assert len(planned) == 1 and planned[0] != first
@@ -56,6 +57,6 @@ async def test_series_on_a_recurrence(app: App, tmp_path: Path) -> None:
     async with app.transaction() as s:
         listed = await list_campaigns(s)
         dispatches = (await s.execute(select(func.count()).select_from(Dispatch))).scalar_one()
-    assert listed[0]["status"] == "ended" and listed[0]["next_post"] == 2
+    assert listed[0].status == "ended" and listed[0].next_post == 2
     assert dispatches == 3  # the first plan plus one per post of the series
-    assert campaign.id == listed[0]["id"]
+    assert campaign.id == listed[0].id

@@ -385,8 +385,9 @@ async def test_quiet_hours_hold_back_what_was_not_sent_in_time(app: App, tmp_pat
 
     async with app.transaction() as s:
         shown = await dispatch_control.status(s, dispatch_id)
-    assert shown["quiet_hours_held"] == 4  # two communes, two villages
-    assert shown["quiet_hours_resume"] == morning.replace(hour=6, minute=0).isoformat()
+    assert shown.quiet_hours_held == 4  # two communes, two villages
+    assert shown.quiet_hours_resume is not None
+    assert shown.quiet_hours_resume.isoformat() == morning.replace(hour=6, minute=0).isoformat()
 
     clock.now = morning.replace(hour=6, minute=1)  # communes may go; villages wait until 07:00
     await _dispatcher(app, platforms, clock, quiet=quiet_resume).run(asyncio.Event(), until_idle=True)
@@ -409,7 +410,7 @@ async def test_recall_waits_out_429s_and_a_second_run_retries_what_failed(app: A
     platforms["webhook"].fail_next(TransientError("bridge 502"))  # not a rate limit: reported failed
 
     first = await recall(app, ed, dispatch_id, senders=lambda a: platforms[a.platform], relay=relay)
-    assert (first.deleted, first.failed) == (3, 1) and "bridge 502" in first.tally.errors[0]
+    assert (first.deleted, first.failed) == (3, 1) and "bridge 502" in first.errors[0]
     assert await _states(app) == {"recalled": 4, "sent": 1}
     assert len(platforms["telegram"].deleted) == 2
 
@@ -418,3 +419,29 @@ async def test_recall_waits_out_429s_and_a_second_run_retries_what_failed(app: A
     assert await _states(app) == {"recalled": 5}
     with pytest.raises(WorkflowError, match="nothing is left"):
         await recall(app, ed, dispatch_id, senders=lambda a: platforms[a.platform], relay=relay)
+
+
+async def test_an_account_paused_mid_run_lets_its_sends_in_flight_finish(app: App, tmp_path: Path) -> None:
+    """A refused credential pauses the account, but its adapter (and the HTTP session it shares) stays
+    open for the sends already in flight: they finish and are counted, and nothing is torn down under
+    them ("Session is closed" lost sends before)."""
+    await _world(app, tmp_path)
+
+    class Shared(MemorySender):
+        async def send(self, target: Any, message: Any, key: str) -> Any:
+            if target.external_id == "-1001":
+                raise AuthFailed("401 Unauthorized")
+            await asyncio.sleep(0.3)  # still in flight when the refusal is committed
+            if self.closed:
+                raise TransientError("Session is closed")
+            return await super().send(target, message, key)
+
+    platforms = _memories()
+    platforms["telegram"] = Shared("telegram")
+    worker = _dispatcher(app, platforms, concurrency=8)
+    await worker.run(asyncio.Event(), until_idle=True)
+    async with app.transaction() as s:
+        rows = (await s.execute(select(ChatGroup.external_id, Delivery.state).join(Delivery))).all()  # type: ignore[call-overload]
+    states = dict(rows)
+    assert states["-1001"] == "queued" and states["-1002"] == "sent"
+    assert platforms["telegram"].closed  # closed once the worker stopped

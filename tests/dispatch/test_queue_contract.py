@@ -323,6 +323,23 @@ async def test_release_gives_back_unstarted_rows_and_accounts(world: Harness) ->
     assert len(await other.hold_accounts(now)) == 4
 
 
+async def test_give_back_returns_rows_claimed_but_not_being_sent(world: Harness) -> None:
+    """A claim committed while its answer was lost (the database went away): the worker gives back
+    what it is not sending, keeps the rest and its accounts; another worker's rows are not touched."""
+    now = utcnow()
+    queue, other = world.queue("w"), world.queue("other")
+    claimed = [c.delivery_id for c in await queue.claim(now, 3)]
+    assert await queue.give_back(claimed[:1]) == 2
+    assert [(await world.delivery(d))["state"] for d in claimed] == ["sending", "queued", "queued"]
+    given = await world.delivery(claimed[1])
+    assert (given["attempts"], given["lease_owner"], given["resent_unknown"]) == (0, None, 0)
+    assert queue.accounts and await queue.give_back(claimed[:1]) == 0
+    await other.hold_accounts(now + LEASE + timedelta(seconds=1))
+    theirs = await other.claim(now + LEASE + timedelta(seconds=1), 10)
+    assert theirs and await queue.give_back([]) == 1  # only our own row, never theirs
+    assert [(await world.delivery(c.delivery_id))["lease_owner"] for c in theirs] == ["other"] * len(theirs)
+
+
 async def test_account_leases_pass_to_another_worker_when_they_expire(world: Harness) -> None:
     now = utcnow()
     first, second = world.queue("first"), world.queue("second")

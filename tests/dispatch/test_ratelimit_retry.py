@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from broadcaster.dispatch.ratelimit import PACED_BURST, Limits, LocalLimit, TokenBucket
+from broadcaster.dispatch.ratelimit import PACED_BURST, SAFETY, Limits, LocalLimit, TokenBucket
 from broadcaster.dispatch.retry import RetryPolicy
 from broadcaster.domain.errors import (
     AuthFailed,
@@ -92,3 +92,30 @@ def test_policy_table() -> None:
     assert (paused.state, paused.next_attempt_at, paused.counts) == ("queued", None, False)
     jittered = RetryPolicy(initial=2, maximum=60, jitter=2)
     assert all(2 <= jittered.backoff(1) <= 4 for _ in range(20))
+
+
+async def test_an_account_rate_adapts_to_a_limit_lower_than_configured() -> None:
+    """AIMD: a 429 brings the rate down to what the platform accepted in the last second (less 10 %),
+    once per refusal however many sends in flight it hits; the rate then creeps back up slowly and
+    never above the configured ceiling; a learned rate is where a new worker starts."""
+    now = [1000.0]
+    limits = Limits(clock=lambda: now[0])
+    bucket = limits.account(1, "telegram", {})
+    assert bucket.rate == pytest.approx(30 * SAFETY)
+    for _ in range(21):  # the platform accepted 20 in the last second, refused the 21st
+        now[0] += bucket.delay() + 1e-9
+        await bucket.acquire(max_wait=0.0)
+    assert limits.slow_down(1, "telegram", {}, 1.0)
+    learned = bucket.rate
+    assert 17 <= learned <= 19.5  # ~90 % of what went through, not 90 % of 29
+    assert not limits.slow_down(1, "telegram", {}, 1.0)  # the same refusal, seen by another send
+    assert bucket.rate == learned and bucket.decreases == 1
+    now[0] += 61  # the 1 s wait, then a minute without refusal: up by 0.05 % of the ceiling a second
+    bucket.delay()
+    assert bucket.rate == pytest.approx(learned + 60 * 30 * SAFETY * 0.0005)
+    now[0] += 100_000
+    bucket.delay()
+    assert bucket.rate == pytest.approx(30 * SAFETY)  # never above what is configured
+    again = Limits(clock=lambda: now[0])
+    again.learned[1] = learned
+    assert again.account(1, "telegram", {}).rate == learned

@@ -19,6 +19,7 @@ from broadcaster.bootstrap import make_dispatcher
 from broadcaster.directory import accounts, groups
 from broadcaster.domain.errors import PermissionDenied
 from broadcaster.domain.models import Alert, ReportPost
+from broadcaster.domain.results import to_data
 from broadcaster.reports.monthly import LOCAL
 from broadcaster.reports.post import due_month, post_monthly, steering_posts
 from broadcaster.storage.app import App
@@ -70,10 +71,10 @@ async def _world(app: App, boxes: Sandboxes, monkeypatch: pytest.MonkeyPatch) ->
             )
 
 
-async def _post(app: App, month: str = MONTH, **kwargs: Any) -> dict[str, int]:
+async def _post(app: App, month: str = MONTH, **kwargs: Any) -> Any:
     dispatcher = make_dispatcher(app)
     try:
-        return (await post_monthly(app, dispatcher, month, **kwargs)).to_dict()
+        return to_data(await post_monthly(app, dispatcher, month, **kwargs))
     finally:
         await dispatcher.close()
 

@@ -34,8 +34,8 @@ async def test_account_stores_reference_not_secret(app: App) -> None:
         account = (await s.execute(select(Account))).scalar_one()
         entries = await audit.entries(s, entity="account")
     assert account.secret_ref == "env:CNS_TG_TOKEN"
-    shown = accounts.account_dict(account)
-    assert shown["secrets"] == {"main": {"ref": "env:CNS_TG_TOKEN", "available": False}}
+    shown = accounts.AccountInfo.of(account)
+    assert shown.secrets == {"main": accounts.SecretInfo(ref="env:CNS_TG_TOKEN", available=False)}
     assert entries[0].after is not None and entries[0].actor == "admin"
 
 

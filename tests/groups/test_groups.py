@@ -122,9 +122,13 @@ async def test_import_is_all_or_nothing_and_idempotent(app: App, tmp_path: Path)
         + "12,tg,-1001,CNS_tỉnh Lai Châu,telegram,,,\n",
     )
     async with app.transaction() as s:
-        assert await groups.import_groups(s, admin, good, TODAY) == {"rows": 3, "added": 3, "updated": 0}
+        assert await groups.import_groups(s, admin, good, TODAY) == groups.GroupImport(
+            rows=3, added=3, updated=0
+        )
     async with app.transaction() as s:
-        assert await groups.import_groups(s, admin, good, TODAY) == {"rows": 3, "added": 0, "updated": 3}
+        assert await groups.import_groups(s, admin, good, TODAY) == groups.GroupImport(
+            rows=3, added=0, updated=3
+        )
         relay = (await s.execute(select(ChatGroup).where(ChatGroup.external_id == "relay-1"))).scalar_one()
         audits = (
             await s.execute(
@@ -176,5 +180,5 @@ async def test_list_by_subtree(app: App, tmp_path: Path) -> None:
         await groups.import_groups(s, admin, path, TODAY)
         inside = await groups.list_groups(s, today=TODAY, unit_code="03451")
         hooks = await groups.list_groups(s, today=TODAY, platform="webhook")
-    assert sorted(g["external_id"] for g in inside) == ["a", "c"]
-    assert [g["external_id"] for g in hooks] == ["c"]
+    assert sorted(g.external_id for g in inside) == ["a", "c"]
+    assert [g.external_id for g in hooks] == ["c"]

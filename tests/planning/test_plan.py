@@ -12,6 +12,7 @@ from broadcaster.directory import groups
 from broadcaster.dispatch import planning
 from broadcaster.domain.errors import InputError, NotFound, PermissionDenied, WorkflowError
 from broadcaster.domain.models import ChatGroup, Delivery
+from broadcaster.domain.results import to_data
 from broadcaster.domain.sqltypes import utcnow
 from broadcaster.editorial import workflow
 from broadcaster.storage.app import App
@@ -131,7 +132,7 @@ async def test_scheduled_dispatch_keeps_its_time(app: App, tmp_path: Path) -> No
     at = utcnow() + timedelta(days=2)
     result = await _plan(app, "ed", cid, ["03451"], at=at)
     assert result.scheduled_at == at
-    assert result.to_dict()["scheduled_at"].endswith("+07:00")
+    assert to_data(result)["scheduled_at"].endswith("+07:00")  # type: ignore[index]
     same = await _plan(app, "ed", cid, ["03451"], at=at)
     assert same.dispatch_id == result.dispatch_id and same.added == 0
 

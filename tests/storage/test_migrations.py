@@ -1,11 +1,18 @@
-"""The Alembic migrations produce exactly the models' schema, and `init` upgrades in place."""
+"""The Alembic migrations produce exactly the models' schema, and `init` upgrades in place.
+
+Alembic's comparison leaves CHECK constraints out (its by-name plugin is opt-in and does not compare
+what they allow), so the constraints are compared here: by name, column and allowed values.
+"""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import CheckConstraint, func, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
@@ -24,12 +31,44 @@ def _diff(connection: Connection) -> list[object]:
     return list(compare_metadata(context, SQLModel.metadata))
 
 
+Checks = dict[tuple[str, str], tuple[str, frozenset[str]]]  # (table, name) -> (column, allowed values)
+
+
+def _check(sql: str) -> tuple[str, frozenset[str]]:
+    """(column, quoted values) of ``col IN ('a', 'b')`` as written, or as PostgreSQL gives it back:
+    ``((col)::text = ANY ((ARRAY['a'::character varying, ...])::text[]))``."""
+    column = re.match(r"[\s(]*(\w+)", sql)
+    assert column is not None, sql
+    return column.group(1), frozenset(v.replace("''", "'") for v in re.findall(r"'((?:[^']|'')*)'", sql))
+
+
+def model_checks() -> Checks:
+    return {
+        (table.name, str(c.name)): _check(str(c.sqltext))
+        for table in SQLModel.metadata.tables.values()
+        for c in table.constraints
+        if isinstance(c, CheckConstraint)
+    }
+
+
+def database_checks(connection: Connection) -> Checks:
+    inspector = inspect(connection)
+    return {
+        (table, str(ck["name"])): _check(ck["sqltext"])
+        for table in inspector.get_table_names()
+        for ck in inspector.get_check_constraints(table)
+    }
+
+
 async def test_migrations_match_models_exactly(app: App) -> None:
     async with app.engine.connect() as conn:
         diff = await conn.run_sync(_diff)
         tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+        checks = await conn.run_sync(database_checks)
     assert diff == []
     assert set(SQLModel.metadata.tables) <= tables
+    assert checks == model_checks()
+    assert len(checks) >= 14  # every state, status and mode column (tests/storage/test_state_checks.py)
     assert await current_revision(app.engine) == head_revision()
 
 
@@ -39,6 +78,33 @@ async def test_a_model_change_without_migration_is_detected(app: App) -> None:
         await conn.execute(text("DROP INDEX ix_unit_code"))
         diff = await conn.run_sync(_diff)
     assert any("ix_unit_code" in repr(d) for d in diff)
+
+
+async def test_a_check_constraint_drift_is_detected(app: App) -> None:
+    """The CHECK comparison can fail too: a constraint allowing other values than the model's, one
+    missing, one the models do not have."""
+
+    def drift(connection: Connection) -> None:
+        ops = Operations(MigrationContext.configure(connection))
+        with ops.batch_alter_table("delivery") as batch:
+            batch.drop_constraint("ck_delivery_state", type_="check")
+            batch.create_check_constraint("ck_delivery_state", "state IN ('planned', 'sent')")
+        with ops.batch_alter_table("dispatch") as batch:
+            batch.drop_constraint("ck_dispatch_status", type_="check")
+        with ops.batch_alter_table("unit") as batch:
+            batch.create_check_constraint("ck_unit_level", "level IN ('province')")
+
+    async with app.engine.begin() as conn:
+        await conn.run_sync(drift)
+        checks = await conn.run_sync(database_checks)
+    models = model_checks()
+    changed = {key for key in checks.keys() | models.keys() if checks.get(key) != models.get(key)}
+    assert changed == {
+        ("delivery", "ck_delivery_state"),
+        ("dispatch", "ck_dispatch_status"),
+        ("unit", "ck_unit_level"),
+    }
+    assert checks[("delivery", "ck_delivery_state")] == ("state", frozenset({"planned", "sent"}))
 
 
 async def test_init_twice_keeps_data(settings: Settings) -> None:
@@ -90,7 +156,9 @@ async def test_upgrade_from_the_first_revision_keeps_data(db_url: str) -> None:
         names = (await s.execute(select(User.name))).scalars().all()  # type: ignore[call-overload]
     async with app.engine.connect() as conn:
         diff = await conn.run_sync(_diff)
+        checks = await conn.run_sync(database_checks)
     await app.close()
     assert (before, after) == ("0001", head_revision())
     assert names == ["old.user"]
     assert diff == []
+    assert checks == model_checks()

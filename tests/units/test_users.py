@@ -64,7 +64,7 @@ async def test_roles_and_audit(app: App) -> None:
     with pytest.raises(PermissionDenied, match="may not manage groups"):
         editor.require(users.Permission.MANAGE_GROUPS)
     assert editor.scope_code == "03451"
-    assert {u["name"]: u["scope"] for u in listed} == {"admin": None, "ed": "03451", "v": None}
+    assert {u.name: u.scope for u in listed} == {"admin": None, "ed": "03451", "v": None}
     adds = [e for e in log if e.action == "user.add"]
     assert [e.entity_id for e in adds] == ["admin", "v", "ed"]
     assert adds[0].actor == "bootstrap" and adds[2].actor == "admin"

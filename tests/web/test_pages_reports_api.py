@@ -11,6 +11,7 @@ from sqlmodel import col
 from broadcaster.directory import users
 from broadcaster.domain.errors import PermissionDenied
 from broadcaster.domain.models import Delivery, Dispatch, Interaction
+from broadcaster.domain.results import to_data
 from broadcaster.domain.sqltypes import utcnow
 from broadcaster.inbound import privacy
 from broadcaster.inbound.links import confirmation_token, link_tracker
@@ -101,10 +102,10 @@ async def test_monthly_report_rolls_up_on_the_months_tree(app: App, monkeypatch:
             )
     month = scheduled.astimezone(reports.LOCAL).strftime("%Y-%m")
     async with app.sessions() as s:
-        report = await reports.monthly(s, None, month)
-        june = await reports.monthly(s, None, "2025-06")
-        july = await reports.monthly(s, None, "2025-07")
-        commune = await reports.monthly(s, await users.get_actor(s, "xa"), month)
+        report = to_data(await reports.monthly(s, None, month))
+        june = to_data(await reports.monthly(s, None, "2025-06"))
+        july = to_data(await reports.monthly(s, None, "2025-07"))
+        commune = to_data(await reports.monthly(s, await users.get_actor(s, "xa"), month))
     totals = report["totals"]
     assert (totals["groups"], totals["posts_planned"], totals["posts_delivered"]) == (7, 7, 7)
     assert (totals["replies"], totals["reactions"], totals["relay_sent"], totals["posts_confirmed"]) == (
@@ -158,14 +159,14 @@ async def test_engagement_log_api_and_privacy(app: App, monkeypatch: pytest.Monk
     async with app.transaction() as s:
         token = await users.issue_token(s, await actor(app, "xa"), "xa", "dashboard")
         mine = await engagement.interactions(s, await users.get_actor(s, "xa"), engagement.LogFilter(), TODAY)
-    assert [r["text"] for r in mine] == ["Bản Tó Khò đã nhận"]  # the commune user sees their subtree only
+    assert [r.text for r in mine] == ["Bản Tó Khò đã nhận"]  # the commune user sees their subtree only
     web = await client(app)
     try:
         assert (await web.get("/api/interactions")).status == 401
         assert (
             await web.get("/api/interactions", headers={"Authorization": "Bearer cns_wrong"})
         ).status == 401
-        auth = {"Authorization": f"Bearer {token}"}
+        auth = {"Authorization": f"Bearer {token.token}"}
         rows = await (await web.get("/api/interactions", headers=auth)).json()
         assert [r["text"] for r in rows] == ["Bản Tó Khò đã nhận"]
         assert (await web.get("/api/reports/monthly", params={"unit": "12"}, headers=auth)).status == 403
@@ -179,8 +180,8 @@ async def test_engagement_log_api_and_privacy(app: App, monkeypatch: pytest.Monk
         await web.close()
     async with app.transaction() as s:
         exported = await privacy.export_person(s, key, "zalo", "111")
-        assert [i["text"] for i in exported["interactions"]] == ["Bản Tó Khò đã nhận"]
-        assert await privacy.delete_person(s, key, "zalo", "111") == {"interactions": 1, "raw_events": 0}
+        assert [i.text for i in exported.interactions] == ["Bản Tó Khò đã nhận"]
+        assert await privacy.delete_person(s, key, "zalo", "111") == privacy.PersonDeleted(1, 0)
     async with app.sessions() as s:
         left = await engagement.interactions(s, None, engagement.LogFilter(), date.today())
-    assert [r["text"] for r in left] == ["Tỉnh"]
+    assert [r.text for r in left] == ["Tỉnh"]

@@ -24,8 +24,8 @@ def _months() -> tuple[str, str]:
     return f"{last:%Y-%m}", f"{now:%Y-%m}"
 
 
-def _unit(report: dict[str, object], code: str) -> dict[str, object]:
-    return next(u for u in report["units"] if u["code"] == code)  # type: ignore[attr-defined,index]
+def _unit(report: reports.MonthlyReport | reports.EmptyMonthlyReport, code: str) -> reports.UnitFigures:
+    return next(u for u in report.units if u.code == code)
 
 
 async def test_group_status_in_a_past_month_is_the_status_of_then(
@@ -55,12 +55,12 @@ async def test_group_status_in_a_past_month_is_the_status_of_then(
         ("active", "unreachable"),
     ]
 
-    village, other = _unit(then, "03451-01")["own"], _unit(then, "03451-02")["own"]
-    assert (village["groups"], village["groups_active"], village["groups_unreachable"]) == (2, 2, 0)  # type: ignore[index]
-    assert (other["groups"], other["groups_active"]) == (1, 1)  # type: ignore[index]
-    village, other = _unit(now, "03451-01")["own"], _unit(now, "03451-02")["own"]
-    assert (village["groups"], village["groups_active"], village["groups_unreachable"]) == (2, 1, 1)  # type: ignore[index]
-    assert (other["groups"], other["groups_active"]) == (0, 0)  # type: ignore[index]  # archived: left out
+    village, other = _unit(then, "03451-01").own, _unit(then, "03451-02").own
+    assert (village.groups, village.groups_active, village.groups_unreachable) == (2, 2, 0)
+    assert (other.groups, other.groups_active) == (1, 1)
+    village, other = _unit(now, "03451-01").own, _unit(now, "03451-02").own
+    assert (village.groups, village.groups_active, village.groups_unreachable) == (2, 1, 1)
+    assert (other.groups, other.groups_active) == (0, 0)  # archived: left out
     # Members of active groups only (none counted here: all unknown, never 0).
-    assert _unit(then, "03451-01")["own"]["members_unknown_groups"] == 2  # type: ignore[index]
-    assert _unit(now, "03451-01")["own"]["members_unknown_groups"] == 1  # type: ignore[index]
+    assert _unit(then, "03451-01").own.members_unknown_groups == 2
+    assert _unit(now, "03451-01").own.members_unknown_groups == 1

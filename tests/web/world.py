@@ -60,6 +60,7 @@ async def build(app: App, monkeypatch: pytest.MonkeyPatch) -> World:
     for name, value in values.items():
         monkeypatch.setenv(f"T_HOOK_{name.upper()}", value)
     monkeypatch.setenv("T_MAIN", "unused-in-these-tests")
+    monkeypatch.setenv("T_MAIN_HOOK", whsec())  # a webhook account's key must be one (checked when added)
     await seed_lai_chau(app)
     await add_users(app, [("ed", "editor", None), ("ap", "approver", None), ("xa", "viewer", "03451")])
     admin = await actor(app, "admin")
@@ -70,8 +71,9 @@ async def build(app: App, monkeypatch: pytest.MonkeyPatch) -> World:
             ("fb", "facebook", {"hook": "env:T_HOOK_FB", "verify_token": "env:T_HOOK_FB_VERIFY"}, {}),
             ("hook", "webhook", {"hook": "env:T_HOOK_HOOK"}, {"base_url": "http://127.0.0.1:9"}),
         ):
+            main = "env:T_MAIN_HOOK" if platform == "webhook" else "env:T_MAIN"
             await accounts.add_account(
-                s, admin, name, platform, secret_ref="env:T_MAIN", extra_secrets=extra, settings=settings
+                s, admin, name, platform, secret_ref=main, extra_secrets=extra, settings=settings
             )
         for unit, account, external, title, mode, admins in GROUPS:
             await groups.add_group(
