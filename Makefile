@@ -23,9 +23,10 @@ lint: $(BIN)/cns
 typecheck: $(BIN)/cns
 	$(BIN)/mypy
 
-# Coverage of the packages, child processes (the `cns` commands tests run) included; the gate is the
-# level measured after the layered move, so it can only go up.
-COVERAGE_MIN ?= 0
+# Coverage of the packages, child processes (the `cns` commands tests run) included. Measured after the
+# layered move: 93 % with the PostgreSQL tests on (CI), 91 % without; the gate keeps a point of margin
+# under the lower one, and is only ever raised.
+COVERAGE_MIN ?= 90
 pytest: $(BIN)/cns
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest

@@ -135,6 +135,8 @@ class FacebookSender:
         return form
 
     async def send(self, target: Target, message: RenderedMessage, key: str) -> SendResult:
+        if target.sent:  # one post per delivery, and an earlier attempt made it
+            return SendResult(target.sent)
         page = target.external_id
         text = "\n\n".join(message.parts)
         photos = list(message.media)
@@ -164,11 +166,20 @@ class FacebookSender:
         return SendResult((post_id,))
 
     async def edit(self, target: Target, message_id: str, message: RenderedMessage) -> None:
-        await self._call("POST", message_id, "facebook edit", form={"message": "\n\n".join(message.parts)})
+        try:
+            await self._call(
+                "POST", message_id, "facebook edit", form={"message": "\n\n".join(message.parts)}
+            )
+        except TargetGone as exc:  # the post is gone (100/33 on its id), not the Page
+            raise PermanentError(f"{exc.reason}: the post is no longer there") from None
 
     async def delete(self, target: Target, message_ids: tuple[str, ...]) -> None:
+        """Each post in turn; one already gone (100/33 on its id) is deleted already."""
         for post_id in message_ids:
-            await self._call("DELETE", post_id, "facebook delete")
+            try:
+                await self._call("DELETE", post_id, "facebook delete")
+            except TargetGone:
+                continue
 
     async def member_count(self, target: Target) -> int | None:
         body = await self._call(

@@ -8,7 +8,7 @@ platform with captions (Telegram): one message id per message the group would sh
 text parts, then one message per medium (an album item is a message), except a single medium sent
 with ``caption``, which is one message carrying that caption. A message with nothing to show is
 refused. A message that is not there (never sent to that target, or already deleted) cannot be
-edited or deleted: PermanentError, as Telegram answers "message to delete not found".
+edited (PermanentError); deleting it again succeeds, as a recall run twice must.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class MemorySender:
     members: dict[str, int] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
     failures: list[DeliveryError] = field(default_factory=list)  # raised by the next calls, in order
+    part_failures: list[tuple[int, DeliveryError]] = field(default_factory=list)  # see fail_after
     deleted: set[str] = field(default_factory=set)
     edits: dict[str, list[RenderedMessage]] = field(default_factory=lambda: defaultdict(list))
     can_delete: bool = True
@@ -58,6 +59,10 @@ class MemorySender:
 
     def fail_next(self, *errors: DeliveryError) -> None:
         self.failures.extend(errors)
+
+    def fail_after(self, messages: int, error: DeliveryError) -> None:
+        """A later send breaks off with ``error`` once this delivery has ``messages`` messages out."""
+        self.part_failures.append((messages, error))
 
     def _check(self, target: Target) -> None:
         if self.failures:
@@ -78,10 +83,14 @@ class MemorySender:
             raise PermanentError(f"{self.platform}: the message is empty")
         self.sent[target.external_id].append(message)
         self.keys.append(key)
-        ids = tuple(str(next(self._ids)) for _ in created)
-        for message_id, (text, media) in zip(ids, created, strict=True):
+        ids = list(target.sent)  # sent by an earlier attempt: not again
+        for text, media in created[len(ids) :]:
+            if self.part_failures and len(ids) >= self.part_failures[0][0]:
+                raise self.part_failures.pop(0)[1].after(tuple(ids))
+            message_id = str(next(self._ids))
             self.messages[message_id] = Posted(target.external_id, text, media)
-        return SendResult(ids)
+            ids.append(message_id)
+        return SendResult(tuple(ids))
 
     async def edit(self, target: Target, message_id: str, message: RenderedMessage) -> None:
         self._check(target)
@@ -94,8 +103,10 @@ class MemorySender:
         self._check(target)
         if not self.can_delete:
             raise NotSupported(f"{self.platform}: cannot delete")
-        for message_id in message_ids:  # in order, stopping at the first one not there (as Telegram)
-            self._posted(target, message_id, "delete").deleted = True
+        for message_id in message_ids:  # one already gone counts as deleted (as the platforms answer)
+            posted = self.messages.get(message_id)
+            if posted is not None and posted.target == target.external_id:
+                posted.deleted = True
             self.deleted.add(message_id)
 
     async def member_count(self, target: Target) -> int | None:

@@ -39,11 +39,18 @@ class RelaySender:
         self.channels = channels
         self.confirm_link = confirm_link
 
-    def _admin_target(self, admin: Admin) -> Target:
-        return Target(admin.channel, admin.address, admin.name, kind="user")
+    @staticmethod
+    def _admin_target(admin: Admin, sent: tuple[str, ...] = ()) -> Target:
+        return Target(admin.channel, admin.address, admin.name, kind="user", sent=sent)
 
-    async def _each(self, target: Target, build: Callable[[Admin], RenderedMessage], key: str) -> SendResult:
+    async def _each(
+        self, target: Target, build: Callable[[Admin], RenderedMessage], key: str, sent: tuple[str, ...] = ()
+    ) -> SendResult:
+        """Each admin's package (note, post, link: several messages) through their channel. The ids are
+        ``channel:address:message id``; ``sent`` holds those an earlier attempt sent, so an admin whose
+        package broke off at part k gets it from part k, and one who got it whole gets nothing again."""
         ids: list[str] = []
+        partial: list[str] = []  # packages that broke off: kept so the retry resumes them
         errors: list[DeliveryError] = []
         reachable = [a for a in target.admins if a.channel in self.channels]
         if not reachable:
@@ -51,16 +58,19 @@ class RelaySender:
                 f"relay: no admin of {target.title or target.external_id} has a configured channel"
             )
         for admin in reachable:
+            prefix = f"{admin.channel}:{admin.address}:"
+            before = tuple(i.removeprefix(prefix) for i in sent if i.startswith(prefix))
             try:
                 result = await self.channels[admin.channel].send(
-                    self._admin_target(admin), build(admin), f"{key}:{admin.channel}:{admin.address}"
+                    self._admin_target(admin, before), build(admin), f"{key}:{admin.channel}:{admin.address}"
                 )
             except DeliveryError as exc:
                 errors.append(exc)
+                partial.extend(prefix + mid for mid in exc.sent_ids)
                 continue
-            ids.extend(f"{admin.channel}:{admin.address}:{mid}" for mid in result.message_ids)
+            ids.extend(prefix + mid for mid in result.message_ids)
         if not ids:
-            raise errors[0]
+            raise errors[0].after(tuple(partial))
         return SendResult(tuple(ids), accepted_only=True)
 
     async def send(self, target: Target, message: RenderedMessage, key: str) -> SendResult:
@@ -75,9 +85,9 @@ class RelaySender:
             return admin_message(message, admin.channel, header, footer)
 
         # A reminder is a new message on each channel (a webhook receiver dedupes by key).
-        return await self._each(
-            target, build, f"{key}:reminder-{target.reminder}" if target.reminder else key
-        )
+        if target.reminder:
+            return await self._each(target, build, f"{key}:reminder-{target.reminder}")
+        return await self._each(target, build, key, target.sent)
 
     async def edit(self, target: Target, message_id: str, message: RenderedMessage) -> None:
         def build(admin: Admin) -> RenderedMessage:

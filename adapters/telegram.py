@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -267,19 +268,39 @@ class TelegramSender:
                 )
         bot = await self._bot()
         chat = target.external_id
-        sent: list[Message | _Sent] = []
+        # The messages of the post in order, each step with how many message ids it makes (an album:
+        # one per item); steps whose ids an earlier attempt already has are not sent again.
+        steps: list[tuple[int, Callable[[], Awaitable[Sequence[Message | _Sent]]]]]
+        media = list(message.media)
+        if len(media) == 1 and message.caption is not None:
+            steps = [(1, partial(self._single_step, bot, chat, media[0], message.caption))]
+        else:
+            steps = [(1, partial(self._text_step, chat, part)) for part in message.parts]
+            steps += self._media_steps(bot, chat, media)
+        done, skip = list(target.sent), len(target.sent)
+        accepted_only = False
         try:
-            media = list(message.media)
-            if len(media) == 1 and message.caption is not None:
-                sent.append(await self._single(bot, chat, media[0], message.caption))
-            else:
-                for part in message.parts:
-                    sent.append(await self._text(chat, part))
-                sent.extend(await self._media(bot, chat, media))
+            for count, step in steps:
+                if skip >= count:
+                    skip -= count
+                    continue
+                if skip:  # ids that do not fit this post's layout (it changed): that step goes again
+                    del done[len(done) - skip :]
+                    skip = 0
+                for m in await step():
+                    done.append(str(m.message_id))
+                    accepted_only |= m.message_id == 0
         except TelegramError as exc:
-            raise translate(exc, f"telegram send part {len(sent) + 1}") from None
-        ids = tuple(str(m.message_id) for m in sent)
-        return SendResult(ids, accepted_only=any(m.message_id == 0 for m in sent))
+            raise translate(exc, f"telegram send part {len(done) + 1}").after(tuple(done)) from None
+        return SendResult(tuple(done), accepted_only=accepted_only)
+
+    async def _text_step(self, chat: str, text: str) -> Sequence[Message | _Sent]:
+        return (await self._text(chat, text),)
+
+    async def _single_step(
+        self, bot: Bot, chat: str, media: Media, caption: str | None
+    ) -> Sequence[Message | _Sent]:
+        return (await self._single(bot, chat, media, caption),)
 
     async def _text(self, chat: str, text: str) -> _Sent:
         """sendMessage, the one request a broadcast makes thousands of times, keeping only the message
@@ -310,16 +331,18 @@ class TelegramSender:
             chat, media.data, caption=caption, parse_mode=ParseMode.HTML, filename=media.filename
         )
 
-    async def _media(self, bot: Bot, chat: str, media: Sequence[Media]) -> list[Message]:
+    def _media_steps(
+        self, bot: Bot, chat: str, media: Sequence[Media]
+    ) -> list[tuple[int, Callable[[], Awaitable[Sequence[Message | _Sent]]]]]:
         """Photos as an album (2-10 per album), documents as their own album; singles alone."""
-        out: list[Message] = []
+        steps: list[tuple[int, Callable[[], Awaitable[Sequence[Message | _Sent]]]]] = []
         photos = [m for m in media if m.kind == "photo"]
         documents = [m for m in media if m.kind != "photo"]
         for group, kind in ((photos, "photo"), (documents, "document")):
             for start in range(0, len(group), ALBUM_MAX):
                 chunk = group[start : start + ALBUM_MAX]
                 if len(chunk) == 1:
-                    out.append(await self._single(bot, chat, chunk[0], None))
+                    steps.append((1, partial(self._single_step, bot, chat, chunk[0], None)))
                     continue
                 items: list[InputMediaPhoto | InputMediaDocument] = [
                     InputMediaPhoto(m.data, filename=m.filename)
@@ -327,8 +350,8 @@ class TelegramSender:
                     else InputMediaDocument(m.data, filename=m.filename)
                     for m in chunk
                 ]
-                out.extend(await bot.send_media_group(chat, items))
-        return out
+                steps.append((len(items), partial(bot.send_media_group, chat, items)))
+        return steps
 
     async def edit(self, target: Target, message_id: str, message: RenderedMessage) -> None:
         """A text message gets its text replaced (editMessageText); a photo or document sent with the
@@ -365,10 +388,14 @@ class TelegramSender:
             raise translate(exc, "telegram edit") from None
 
     async def delete(self, target: Target, message_ids: tuple[str, ...]) -> None:
+        """Each message in turn; one already gone ("message to delete not found") is deleted already."""
         bot = await self._bot()
         for message_id in message_ids:
             try:
                 await bot.delete_message(target.external_id, int(message_id))
+            except BadRequest as exc:
+                if "message to delete not found" not in exc.message.lower():
+                    raise translate(exc, "telegram delete") from None
             except TelegramError as exc:
                 raise translate(exc, "telegram delete") from None
 

@@ -31,7 +31,7 @@ from broadcaster.domain.ports import RenderedMessage, SendResult, Target
 from broadcaster.domain.secrets import Secret
 
 
-def translate(reply: Reply, what: str) -> DeliveryError | None:
+def translate(reply: Reply, what: str) -> DeliveryError | None:  # noqa: PLR0911 - one return per answer class
     """The one place where gateway answers become our errors (None: success)."""
     if 200 <= reply.status < 300:
         return None
@@ -44,6 +44,8 @@ def translate(reply: Reply, what: str) -> DeliveryError | None:
         return RateLimited(reason, retry_after_seconds(reply.headers.get("Retry-After")))
     if reply.status == 401:
         return AuthFailed(reason)
+    if code == "message_not_found":  # the message is gone, not the group (an edit or delete of it)
+        return PermanentError(reason)
     if reply.status in (403, 404, 410):
         return TargetGone(reason)
     if reply.status in (400, 413, 415, 422):
@@ -92,6 +94,8 @@ class WebhookSender:
         return {"type": kind, "timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "data": data}
 
     async def send(self, target: Target, message: RenderedMessage, key: str) -> SendResult:
+        if target.sent:  # one post per delivery, and an earlier attempt made it
+            return SendResult(target.sent)
         data: dict[str, object] = {
             "delivery_id": key,
             "target": {"kind": "group", "id": target.external_id},
@@ -133,15 +137,20 @@ class WebhookSender:
         )
 
     async def delete(self, target: Target, message_ids: tuple[str, ...]) -> None:
+        """Each message in turn; one the bridge no longer has (``message_not_found``) is deleted already."""
         for message_id in message_ids:
             data = {"target": {"kind": "group", "id": target.external_id}, "partner_message_id": message_id}
-            await self._post(
-                "DELETE",
-                f"/v1/messages/{message_id}",
-                f"delete-{message_id}",
-                self._event("message.delete", data),
-                "webhook delete",
-            )
+            try:
+                await self._post(
+                    "DELETE",
+                    f"/v1/messages/{message_id}",
+                    f"delete-{message_id}",
+                    self._event("message.delete", data),
+                    "webhook delete",
+                )
+            except PermanentError as exc:
+                if "message_not_found" not in exc.reason:
+                    raise
 
     async def member_count(self, target: Target) -> int | None:
         data = {"target": {"kind": "group", "id": target.external_id}}

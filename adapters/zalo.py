@@ -174,13 +174,28 @@ class ZaloSender:
             path, recipient = "/v3.0/oa/message/cs", {"user_id": target.external_id}
         else:
             path, recipient = "/v3.0/oa/group/message", {"group_id": target.external_id}
-        ids: list[str] = []
+        # Each text part, then each image, is one message; those an earlier attempt sent (target.sent)
+        # are not sent again, and an error after some went out carries their ids.
+        ids = list(target.sent)
+        try:
+            await self._send_parts(path, recipient, message, ids, len(ids))
+        except DeliveryError as exc:
+            raise exc.after(tuple(ids)) from None
+        return SendResult(tuple(ids))
+
+    async def _send_parts(
+        self, path: str, recipient: dict[str, str], message: RenderedMessage, ids: list[str], skip: int
+    ) -> None:
         for n, part in enumerate(message.parts, start=1):
+            if n <= skip:
+                continue
             data = await self._call(
                 "POST", path, f"zalo send part {n}", json={"recipient": recipient, "message": {"text": part}}
             )
             ids.append(str(data.get("message_id", "")))
-        for media in message.media:
+        for n, media in enumerate(message.media, start=len(message.parts) + 1):
+            if n <= skip:
+                continue
             attachment = await self._upload_image(media)
             payload = {
                 "template_type": "media",
@@ -196,7 +211,6 @@ class ZaloSender:
                 },
             )
             ids.append(str(data.get("message_id", "")))
-        return SendResult(tuple(ids))
 
     async def edit(self, target: Target, message_id: str, message: RenderedMessage) -> None:
         raise NotSupported("zalo: messages cannot be edited; send a correction instead")

@@ -341,7 +341,12 @@ class Dispatcher:
                 if not self._db_up.is_set():  # no new send while outcomes cannot be written
                     await self._db_up.wait()
                 outcome = await self._send_one(
-                    c.delivery_id, groups[c.group_id], accounts, contexts[c.dispatch_id], c.reminders
+                    c.delivery_id,
+                    groups[c.group_id],
+                    accounts,
+                    contexts[c.dispatch_id],
+                    c.reminders,
+                    c.message_ids,
                 )
                 outcome.attempts = c.attempts
                 await self._committed(outcome)
@@ -428,9 +433,10 @@ class Dispatcher:
         accounts: Mapping[int, Account],
         ctx: _Context,
         reminders: int = 0,
+        sent: tuple[str, ...] = (),
     ) -> Outcome:
         account = accounts[group.account_id]
-        outcome = Outcome(delivery_id, pk(group.id), pk(account.id))
+        outcome = Outcome(delivery_id, pk(group.id), pk(account.id), message_ids=sent)
         if group.status != GroupStatus.ACTIVE:
             outcome.state, outcome.note = DeliveryState.SKIPPED, f"group is {group.status}"
         elif account.status != AccountStatus.ACTIVE:
@@ -442,7 +448,7 @@ class Dispatcher:
         else:
             try:
                 outcome.message_ids = await self._deliver(
-                    delivery_id, group, account, accounts, ctx, reminders
+                    delivery_id, group, account, accounts, ctx, reminders, sent
                 )
                 outcome.state = (
                     DeliveryState.AWAITING_CONFIRMATION
@@ -490,6 +496,7 @@ class Dispatcher:
         accounts: Mapping[int, Account],
         ctx: _Context,
         reminders: int = 0,
+        sent: tuple[str, ...] = (),
     ) -> tuple[str, ...]:
         variables = ctx.variables.get(group.unit_id)
         if variables is None:
@@ -497,6 +504,8 @@ class Dispatcher:
         target = target_for(group, ctx.tree, variables)
         if reminders and group.mode == GroupMode.RELAY:
             target = dataclasses.replace(target, reminder=reminders)
+        elif sent:  # an earlier attempt broke off after these messages: the post resumes after them
+            target = dataclasses.replace(target, sent=sent)
         sender = self._relay(group, accounts) if group.mode == GroupMode.RELAY else self.sender(account)
         track = self.track(delivery_id) if self.track is not None else None
         message = self.render(group.platform, ctx.revision, ctx.media, target.variables, track=track)
@@ -512,7 +521,14 @@ class Dispatcher:
         channels: dict[str, Sender] = {}
         for account in sorted(accounts.values(), key=lambda a: (a.id != group.account_id, a.id)):
             if account.status == AccountStatus.ACTIVE and account.platform not in channels:
-                channels[account.platform] = self.sender(account)
+                try:
+                    channels[account.platform] = self.sender(account)
+                except CnsError as exc:
+                    # Another account's broken settings must not fail (or pause the account of) a relay
+                    # delivery: that channel is left out; its own sends pause it when they fail.
+                    if account.id == group.account_id:
+                        raise
+                    log.warning("relay: channel %s left out: %s", account.name, exc)
         return self.make_relay(channels)
 
     # --- committing outcomes -----------------------------------------------------------------------------

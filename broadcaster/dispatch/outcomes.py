@@ -23,6 +23,7 @@ class Claimed(NamedTuple):
     group_id: int
     attempts: int  # counting the attempt this claim starts
     reminders: int = 0  # relay: reminders asked for by upkeep (the package goes out again, as a reminder)
+    message_ids: tuple[str, ...] = ()  # what earlier attempts sent of this post (a retry resumes after)
 
 
 @dataclass(slots=True)
@@ -95,6 +96,9 @@ def decide(outcome: Outcome, policy: RetryPolicy, now: datetime) -> Decided:
     """The row for ``outcome``: an error decided by ``policy`` from its type alone; a hold (``queued``)
     not charged as an attempt; a send recorded with its message ids."""
     attempts = outcome.attempts
+    # Without a send, ``message_ids`` are what earlier attempts sent (a post that broke off at part k):
+    # kept, so the retry resumes at part k and a recall deletes them.
+    ids = outcome.message_ids
     if outcome.error is not None:
         decision = policy.decide(outcome.error, attempts, now)
         return Decided(
@@ -103,12 +107,15 @@ def decide(outcome: Outcome, policy: RetryPolicy, now: datetime) -> Decided:
             decision.next_attempt_at,
             outcome.error.reason[:500],
             attempts if decision.counts else attempts - 1,
+            outcome.error.sent_ids or ids,
             effect=effect_of(outcome),
         )
     if outcome.state == DeliveryState.QUEUED:
-        return Decided(outcome.delivery_id, DeliveryState.QUEUED, outcome.due, outcome.note, attempts - 1)
+        return Decided(
+            outcome.delivery_id, DeliveryState.QUEUED, outcome.due, outcome.note, attempts - 1, ids
+        )
     if outcome.state == DeliveryState.SKIPPED:
-        return Decided(outcome.delivery_id, DeliveryState.SKIPPED, None, outcome.note, attempts)
+        return Decided(outcome.delivery_id, DeliveryState.SKIPPED, None, outcome.note, attempts, ids)
     return Decided(
         outcome.delivery_id, outcome.state, None, outcome.note, attempts, outcome.message_ids, True
     )

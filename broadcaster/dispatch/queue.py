@@ -244,10 +244,19 @@ class SqlQueue:
                         resent_unknown=_T.c.resent_unknown
                         + case((_T.c.state == DeliveryState.UNKNOWN, 1), else_=0),
                     )
-                    .returning(_T.c.id, _T.c.dispatch_id, _T.c.group_id, _T.c.attempts, _T.c.reminders)
+                    .returning(
+                        _T.c.id,
+                        _T.c.dispatch_id,
+                        _T.c.group_id,
+                        _T.c.attempts,
+                        _T.c.reminders,
+                        _T.c.message_ids,
+                    )
                 )
             ).all()
-            claimed = [Claimed(pk(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+            claimed = [
+                Claimed(pk(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), tuple(r[5] or ())) for r in rows
+            ]
             if claimed:
                 await s.execute(
                     update(Dispatch)

@@ -105,7 +105,9 @@ class MemoryQueue:
                         now + self.lease,
                     )
                     d.attempts += 1
-                    claimed.append(Claimed(d.id, d.dispatch_id, d.group_id, d.attempts, d.reminders))
+                    claimed.append(
+                        Claimed(d.id, d.dispatch_id, d.group_id, d.attempts, d.reminders, d.message_ids)
+                    )
             for c in claimed:
                 status, scheduled = self.store.dispatches[c.dispatch_id]
                 if status == DispatchStatus.PLANNED:

@@ -97,13 +97,22 @@ async def recall(
                 )
             )
             report.skipped = int(result.rowcount)  # type: ignore[attr-defined]
-        rows = (
-            await s.execute(
-                select(Delivery, ChatGroup)
-                .join(ChatGroup, col(ChatGroup.id) == col(Delivery.group_id))
-                .where(col(Delivery.dispatch_id) == dispatch_id, col(Delivery.state).in_(DELIVERED))
-            )
-        ).all()
+        # What reached a group: the posts sent, and the parts of a post that broke off (its delivery was
+        # waiting for a retry, now skipped, but its first messages are in the group).
+        rows = [
+            (delivery, group)
+            for delivery, group in (
+                await s.execute(
+                    select(Delivery, ChatGroup)
+                    .join(ChatGroup, col(ChatGroup.id) == col(Delivery.group_id))
+                    .where(
+                        col(Delivery.dispatch_id) == dispatch_id,
+                        col(Delivery.state).in_([*DELIVERED, DeliveryState.SKIPPED]),
+                    )
+                )
+            ).all()
+            if delivery.state in DELIVERED or delivery.message_ids
+        ]
         if again and not rows:
             raise WorkflowError(f"dispatch {dispatch_id} was already recalled; nothing is left to take back")
         await audit.record(

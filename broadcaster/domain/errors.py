@@ -68,10 +68,18 @@ class DeliveryError(CnsError):
     """
 
     retryable = False
+    # The ids of the messages of this send that went out before the error (a post of several messages
+    # failing at part k): kept with the delivery so the retry resumes at part k.
+    sent_ids: tuple[str, ...] = ()
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+    def after(self, sent_ids: tuple[str, ...]) -> DeliveryError:
+        """This error, noting the messages already sent before it."""
+        self.sent_ids = sent_ids
+        return self
 
 
 class TransientError(DeliveryError):

@@ -34,6 +34,9 @@ class Target:
     admins: tuple[Admin, ...] = ()
     variables: dict[str, str] = field(default_factory=dict)  # unit_name, commune, district, province
     reminder: int = 0  # relay: how many times the admins were already asked (0 = the first request)
+    # The ids of this delivery's messages an earlier attempt already sent, in order: a post of several
+    # messages (parts, media, a relay package) resumes after them instead of sending them twice.
+    sent: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +122,9 @@ class Sender(Protocol):
     platform: str
 
     async def send(self, target: Target, message: RenderedMessage, key: str) -> SendResult:
-        """Post ``message`` to ``target``; ``key`` is the delivery's idempotency key."""
+        """Post ``message`` to ``target``; ``key`` is the delivery's idempotency key. The messages in
+        ``target.sent`` are not sent again (the result's ids start with them); an error after some
+        messages went out carries their ids in ``sent_ids``."""
         ...
 
     async def edit(self, target: Target, message_id: str, message: RenderedMessage) -> None:
@@ -127,7 +132,8 @@ class Sender(Protocol):
         ...
 
     async def delete(self, target: Target, message_ids: tuple[str, ...]) -> None:
-        """Take messages back (recall); PermanentError where the platform cannot."""
+        """Take messages back (recall); a message already gone counts as deleted (a recall run again is
+        harmless). NotSupported where the platform cannot delete."""
         ...
 
     async def member_count(self, target: Target) -> int | None:

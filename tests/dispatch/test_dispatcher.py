@@ -445,3 +445,75 @@ async def test_an_account_paused_mid_run_lets_its_sends_in_flight_finish(app: Ap
     states = dict(rows)
     assert states["-1001"] == "queued" and states["-1002"] == "sent"
     assert platforms["telegram"].closed  # closed once the worker stopped
+
+
+async def test_a_webhook_key_that_cannot_be_decoded_pauses_the_account(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whsec_ key that is not base64 is a configuration error: the account is paused with an alert at
+    the first send, its delivery held; never six retries of "internal error: SignatureError"."""
+    from broadcaster.bootstrap import build_sender
+
+    await _world(app, tmp_path)
+    monkeypatch.setenv("CNS_TEST_WEBHOOK", "whsec_not base64!")  # set after the account was added
+    platforms = _memories()
+
+    def senders(account: Account) -> Any:
+        return (
+            build_sender(account, app.settings)
+            if account.platform == "webhook"
+            else platforms[account.platform]
+        )
+
+    worker = Dispatcher(
+        app,
+        senders=senders,
+        render=render_revision,
+        relay=lambda channels: RelaySender(channels, lambda key: f"https://x/r/{key}"),
+    )
+    await worker.run(asyncio.Event(), until_idle=True)
+    async with app.transaction() as s:
+        hook = (await s.execute(select(Account).where(Account.platform == "webhook"))).scalar_one()  # type: ignore[arg-type]
+        alerts = [a.kind for a in (await s.execute(select(Alert))).scalars()]
+        held = (
+            await s.execute(select(Delivery).where(Delivery.platform == "webhook"))  # type: ignore[arg-type]
+        ).scalar_one()
+    assert hook.status == "paused" and "whsec_ followed by base64" in (hook.paused_reason or "")
+    assert alerts == ["account_paused"]
+    assert (held.state, held.attempts) == ("queued", 0)
+
+
+async def test_a_relay_package_that_broke_off_resumes_and_recall_takes_back_the_parts(
+    app: App, tmp_path: Path
+) -> None:
+    """The relay package to an admin is three messages (note, post, link). A 503 on the second: the
+    first is kept with the delivery, and the retry sends the second and third only, so the admin gets
+    each once (before: the whole package again). A post that broke off is taken back on recall."""
+    dispatch_id = await _world(app, tmp_path)
+    platforms = _memories()
+    admin_channel = platforms["telegram"]
+    admin_channel.fail_after(1, TransientError("telegram: HTTP 503"))
+    await _dispatcher(app, platforms).run(asyncio.Event(), until_idle=True)
+    to_admin = [p for p in admin_channel.messages.values() if p.target == "555"]
+    assert len(to_admin) == 3 and len({p.text for p in to_admin}) == 3  # each message once
+    assert to_admin[0].text is not None and to_admin[0].text.startswith("Kính gửi Lò Văn Pọm")
+    async with app.transaction() as s:
+        relay = (await s.execute(select(Delivery).where(Delivery.mode == "relay"))).scalar_one()  # type: ignore[arg-type]
+    assert relay.state == "awaiting_confirmation" and relay.attempts == 2
+    assert len(relay.message_ids) == 3 and all(i.startswith("telegram:555:") for i in relay.message_ids)
+
+    # A direct post that broke off and was then recalled: its first part is deleted too.
+    async with app.transaction() as s:
+        direct = (await s.execute(select(Delivery).where(Delivery.platform == "webhook"))).scalar_one()  # type: ignore[arg-type]
+        direct.state, direct.message_ids = "errored", ["part-1"]
+    from broadcaster.dispatch.recall import recall
+
+    report = await recall(
+        app,
+        await actor(app, "ed"),
+        dispatch_id,
+        senders=lambda account: platforms[account.platform],
+        relay=lambda channels: RelaySender(channels, lambda key: f"https://x/r/{key}"),
+    )
+    assert "part-1" in platforms["webhook"].deleted  # the part in the group is taken back
+    assert report.skipped == 1 and report.by_platform["webhook"] == {"deleted": 1}

@@ -96,6 +96,8 @@ class Harness:
     bad_credentials: Callable[[], Awaitable[Sender]] | None = None
     migrated: Callable[[], Awaitable[tuple[Target, str]]] | None = None
     uncounted: Target | None = None  # a target whose member count the platform does not give
+    # The next send breaks off with a 5xx after its first message went out.
+    break_after_first: Callable[[], Awaitable[None]] | None = None
 
     def needs(self, knob: str) -> None:
         """Skip (never pass silently) when this implementation cannot produce ``knob``."""
@@ -126,6 +128,11 @@ class Sim:
 FAULTS_5XX = {"error_rate": 1.0}
 
 
+def break_on_second(path: str) -> dict[str, Any]:
+    """Sandbox faults: the second request to ``path`` answers 503, then all is well again."""
+    return {"burst_every": 2, "burst_length": 1, "limit": 1, "paths": [path]}
+
+
 def memory() -> Harness:
     target = Target("memory", "g-1", "CNS_Xã Mù Cả")
     sender = MemorySender("memory", members={"g-1": 12})
@@ -146,6 +153,9 @@ def memory() -> Harness:
 
     async def fail_5xx() -> None:
         sender.fail_next(TransientError("memory: HTTP 503"))
+
+    async def break_after_first() -> None:
+        sender.fail_after(1, TransientError("memory: HTTP 503 on part 2"))
 
     async def bad_credentials() -> Sender:
         refused = MemorySender("memory")
@@ -170,6 +180,7 @@ def memory() -> Harness:
         bad_credentials=bad_credentials,
         migrated=migrated,
         uncounted=Target("memory", "g-uncounted"),
+        break_after_first=break_after_first,
     )
 
 
@@ -215,6 +226,9 @@ async def telegram(server: Running, sim: Sim) -> Harness:
     async def bad_credentials() -> Sender:
         return TelegramSender(Secret("987654321:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), base_url=server.url)
 
+    async def break_after_first() -> None:
+        await sim.call("POST", "/__sim/faults", json=break_on_second("sendMessage"))
+
     async def migrated() -> tuple[Target, str]:
         await sim.call("POST", "/__sim/chats", json=[{"id": -4001, "type": "group", "migrated_to": -1009999}])
         return Target("telegram", "-4001"), "-1009999"
@@ -234,6 +248,7 @@ async def telegram(server: Running, sim: Sim) -> Harness:
         fail_5xx=fail_5xx,
         bad_credentials=bad_credentials,
         migrated=migrated,
+        break_after_first=break_after_first,
     )
 
 
@@ -284,6 +299,9 @@ async def zalo(server: Running, sim: Sim, tmp_path: Path) -> Harness:
     async def bad_credentials() -> Sender:
         return sender(await store("refused.json", "not-a-token", "not-a-refresh-token"))
 
+    async def break_after_first() -> None:
+        await sim.call("POST", "/__sim/faults", json=break_on_second("/group/message"))
+
     return Harness(
         "zalo",
         sender(await store("zalo-oa.json", pair["access_token"], pair["refresh_token"])),
@@ -300,6 +318,7 @@ async def zalo(server: Running, sim: Sim, tmp_path: Path) -> Harness:
         fail_5xx=fail_5xx,
         bad_credentials=bad_credentials,
         uncounted=Target("zalo", "2512523625412515", "Lò Văn Pọm", kind="user"),  # a follower
+        break_after_first=break_after_first,
     )
 
 
@@ -349,6 +368,7 @@ async def facebook(server: Running, sim: Sim) -> Harness:
         members=3456,
         same_key="refused",
         cannot={
+            "break_after_first": "one post per delivery: nothing to resume inside it",
             "uncounted": "the Graph API always gives followers_count for the Page",
             "migrated": "a Page does not move to a new id",
         },
@@ -400,6 +420,7 @@ async def webhook(server: Running, sim: Sim) -> Harness:
         members=37,
         same_key="dedupe",
         cannot={
+            "break_after_first": "one post per delivery: nothing to resume inside it",
             "uncounted": "the gateway's target query always carries member_count",
             "migrated": "the webhook contract has no migration answer",
         },

@@ -13,8 +13,8 @@ What every implementation promises (``broadcaster.domain.ports.Sender``), as the
    an identical status (506, PermanentError).
 4. ``edit`` changes the message in place where the platform can; ``delete`` removes exactly the ids
    given; where the platform cannot (Zalo OA), both raise NotSupported and change nothing.
-5. A deleted message cannot be deleted or edited again: PermanentError. It is the message that is
-   missing, not the group: TargetGone would be wrong (strict xfail where an adapter says so).
+5. Deleting a message already gone succeeds (a recall run again is harmless); editing it is a
+   PermanentError for the message, not TargetGone (the group still takes posts).
 6. ``member_count`` is an int (the platform's number) or None when the platform does not say, never 0.
 7. Errors: a gone target -> TargetGone; rate limited -> RateLimited with retry_after > 0; refused
    credentials -> AuthFailed; 5xx -> TransientError (not RateLimited), and nothing was posted; a moved
@@ -23,6 +23,8 @@ What every implementation promises (``broadcaster.domain.ports.Sender``), as the
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 
@@ -177,28 +179,17 @@ async def _deleted_message(harness: Harness) -> tuple[str, ...]:
 
 
 @contract()
-async def test_deleted_message_cannot_be_deleted_or_edited_again(harness: Harness) -> None:
+async def test_deleting_again_is_harmless_and_a_deleted_message_cannot_be_edited(harness: Harness) -> None:
+    """A recall run again (or resumed after a 429) deletes what is left: a message already gone counts
+    as deleted. Editing it is refused, but as the message missing, not the group: the group still
+    takes posts, so TargetGone would be wrong."""
     ids = await _deleted_message(harness)
-    with pytest.raises(PermanentError):
-        await harness.sender.delete(harness.target, ids)
+    await harness.sender.delete(harness.target, ids)
     if harness.can_edit:
-        with pytest.raises(PermanentError):
+        with pytest.raises(PermanentError) as refused:
             await harness.sender.edit(harness.target, ids[0], message(harness, "Sửa tin đã thu hồi."))
-
-
-@contract(
-    facebook="Graph 100/33 on the deleted post is translated as TargetGone (the Page is still there); "
-    "recall only counts it as failed, so the adapter is left as is",
-    webhook="the gateway's 404 message_not_found is translated as TargetGone (the bridge and group are "
-    "still there); recall only counts it as failed, so the adapter is left as is",
-)
-async def test_deleted_message_is_not_a_gone_target(harness: Harness) -> None:
-    ids = await _deleted_message(harness)
-    with pytest.raises(PermanentError) as again:
-        await harness.sender.delete(harness.target, ids)
-    # The group itself still takes posts, so the error must not say it is gone.
+        assert not isinstance(refused.value, TargetGone), refused.value
     await harness.sender.send(harness.target, message(harness, "Tin mới sau thu hồi."), "contract-after")
-    assert not isinstance(again.value, TargetGone), again.value
 
 
 @contract()
@@ -274,3 +265,36 @@ async def test_close_twice(harness: Harness) -> None:
     await harness.sender.send(harness.target, message(harness, "Tin trước khi đóng."), "contract-close")
     await harness.sender.close()
     await harness.sender.close()
+
+
+@contract()
+async def test_a_post_that_broke_off_resumes_where_it_stopped(harness: Harness) -> None:
+    """A post of three messages fails on the second: the error carries the first one's id, and the
+    retry given it (``target.sent``) sends the second and third only; each part is there once."""
+    harness.needs("break_after_first")
+    assert harness.break_after_first is not None
+    await harness.break_after_first()
+    sent = message(harness, *PARTS)
+    with pytest.raises(TransientError) as broke:
+        await harness.sender.send(harness.target, sent, "contract-resume")
+    assert len(broke.value.sent_ids) == 1
+    again = await harness.sender.send(
+        replace(harness.target, sent=broke.value.sent_ids), sent, "contract-resume"
+    )
+    assert again.message_ids[:1] == broke.value.sent_ids and len(again.message_ids) == 3
+    shown = {d.id: d for d in await harness.delivered()}
+    assert [shown[i].text for i in again.message_ids] == [text for text, _ in expected(harness, sent)]
+    texts = [d.text for d in shown.values()]
+    assert all(texts.count(part) == 1 for part in PARTS), texts
+
+
+@contract()
+async def test_a_post_already_out_is_not_sent_again(harness: Harness) -> None:
+    """A retry whose every message an earlier attempt sent sends nothing and answers those ids."""
+    sent = message(harness, *PARTS)
+    first = await harness.sender.send(harness.target, sent, "contract-whole")
+    before = len(await harness.delivered())
+    again = await harness.sender.send(
+        replace(harness.target, sent=first.message_ids), sent, "contract-whole-2"
+    )
+    assert again.message_ids == first.message_ids and len(await harness.delivered()) == before
