@@ -44,11 +44,18 @@ async def request(
             body = await response.read()
             return Reply(response.status, dict(response.headers), body)
     except TimeoutError:
-        raise TransientError(f"{what}: timed out") from None
-    except aiohttp.ClientError as exc:
+        raise _maybe_sent(TransientError(f"{what}: timed out")) from None
+    except aiohttp.ClientConnectorError as exc:  # no connection: the request never left
         raise TransientError(f"{what}: {type(exc).__name__}") from None
+    except aiohttp.ClientError as exc:  # dropped after the request was sent: it may have been read
+        raise _maybe_sent(TransientError(f"{what}: {type(exc).__name__}")) from None
     except asyncio.CancelledError:
         raise
+
+
+def _maybe_sent(error: TransientError) -> TransientError:
+    error.maybe_sent = True
+    return error
 
 
 def retry_after_seconds(value: str | None, default: float = 1.0) -> float:

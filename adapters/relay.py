@@ -12,8 +12,8 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Mapping
 
-from broadcaster.domain.errors import DeliveryError, PermanentError
-from broadcaster.domain.ports import Admin, RenderedMessage, Sender, SendResult, Target
+from broadcaster.domain.errors import DeliveryError, PermanentError, TargetGone
+from broadcaster.domain.ports import ADMIN_UNREACHABLE, Admin, RenderedMessage, Sender, SendResult, Target
 
 HTML_CHANNELS = {"telegram"}
 
@@ -52,8 +52,11 @@ class RelaySender:
         ids: list[str] = []
         partial: list[str] = []  # packages that broke off: kept so the retry resumes them
         errors: list[DeliveryError] = []
-        reachable = [a for a in target.admins if a.channel in self.channels]
+        gone: list[str] = []  # admins their channel says are gone (unfollowed the OA, blocked the bot)
+        reachable = [a for a in target.admins if a.channel in self.channels and a.status != ADMIN_UNREACHABLE]
         if not reachable:
+            if any(a.status == ADMIN_UNREACHABLE for a in target.admins):
+                raise TargetGone(f"relay: no admin of {target.title or target.external_id} can be reached")
             raise PermanentError(
                 f"relay: no admin of {target.title or target.external_id} has a configured channel"
             )
@@ -64,14 +67,22 @@ class RelaySender:
                 result = await self.channels[admin.channel].send(
                     self._admin_target(admin, before), build(admin), f"{key}:{admin.channel}:{admin.address}"
                 )
+            except TargetGone as exc:  # this admin, not the group: the others may still forward it
+                gone.append(admin.key)
+                errors.append(exc)
+                continue
             except DeliveryError as exc:
                 errors.append(exc)
                 partial.extend(prefix + mid for mid in exc.sent_ids)
                 continue
             ids.extend(prefix + mid for mid in result.message_ids)
         if not ids:
-            raise errors[0].after(tuple(partial))
-        return SendResult(tuple(ids), accepted_only=True)
+            # The group is gone only when every admin is; otherwise the first other error decides.
+            error = next((e for e in errors if not isinstance(e, TargetGone)), errors[0])
+            error = error.after(tuple(partial))
+            error.gone_admins = tuple(gone)
+            raise error
+        return SendResult(tuple(ids), accepted_only=True, gone_admins=tuple(gone))
 
     async def send(self, target: Target, message: RenderedMessage, key: str) -> SendResult:
         def build(admin: Admin) -> RenderedMessage:

@@ -87,7 +87,10 @@ def translate(exc: TelegramError, what: str) -> DeliveryError:
         return TargetGone(reason)
     for kind, ours in _TABLE:
         if isinstance(exc, kind):
-            return ours(reason)
+            error = ours(reason)
+            # A timeout or a network failure: the request may have been read (a message shown twice).
+            error.maybe_sent = isinstance(exc, TimedOut | NetworkError) and not isinstance(exc, BadRequest)
+            return error
     return TransientError(reason)  # "Invalid server response" and anything PTB adds later
 
 

@@ -18,6 +18,7 @@ from broadcaster.domain.secrets import Secret, resolve
 from broadcaster.domain.settings import Settings
 from broadcaster.inbound.links import confirmation_token, link_tracker
 from broadcaster.storage.app import App
+from broadcaster.storage.instance_keys import ensure_link_key
 from broadcaster.units.tiers import seed_default_tiers
 
 if TYPE_CHECKING:
@@ -66,9 +67,26 @@ class ServeSummary:
 
 
 async def initialise(settings: Settings) -> tuple[App, str | None, str | None]:
-    """``cns init``: create or upgrade the schema in place and seed the default tier schema on a new
-    database. Returns the app and the schema revisions before and after."""
-    return await App.initialise(settings, seed=seed_default_tiers)
+    """``cns init``: create or upgrade the schema in place, seed the default tier schema on a new
+    database and store a random link key with a database that has none (``storage.instance_keys``).
+    Returns the app (its settings holding that key) and the schema revisions before and after."""
+    app, before, after, _ = await initialise_reporting_key(settings)
+    return app, before, after
+
+
+async def initialise_reporting_key(settings: Settings) -> tuple[App, str | None, str | None, bool]:
+    """:func:`initialise`, also saying whether the link key was created now (``cns init`` tells an
+    upgraded database's operator that links sent before no longer open)."""
+    app, before, after = await App.initialise(settings, seed=seed_default_tiers)
+    try:
+        key, created = await ensure_link_key(app)
+    except BaseException as exc:
+        await app.close()
+        unavailable = app.unavailable(exc)
+        if unavailable is None:
+            raise
+        raise unavailable from exc
+    return app.with_settings(stored_link_key=key), before, after, created
 
 
 # Young-generation collections every 50,000 net container allocations instead of 700.

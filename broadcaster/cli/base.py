@@ -16,6 +16,7 @@ from broadcaster.directory.users import get_actor
 from broadcaster.domain.results import to_data
 from broadcaster.domain.settings import Settings
 from broadcaster.storage.app import App
+from broadcaster.storage.instance_keys import with_link_key
 
 T = TypeVar("T")
 
@@ -39,6 +40,8 @@ def run(ctx: click.Context, work: Callable[[App], Awaitable[T]], *, check_schema
     async def main() -> T:
         app = await App.open(settings, check_schema=check_schema)
         try:
+            if check_schema:  # a current schema: the link key stored with it keys links from now on
+                app = await with_link_key(app)
             if settings.user and check_schema:
                 async with app.transaction() as session:
                     await get_actor(session, settings.user)  # an unknown --as is an error, even for reads
@@ -86,3 +89,10 @@ def _cell(value: object) -> str:
 def fail(message: str) -> None:
     click.echo(f"cns: error: {message}", err=True)
     sys.exit(1)
+
+
+def fail_if_any_failed(failed: int, out_of: int, doing: str, hint: str = "") -> None:
+    """After a command acting on many groups has printed its per-group results: exit 1 with a one-line
+    reason when any group failed (the README's exit-code rule), else return."""
+    if failed:
+        fail(f"{doing}: {failed} of {out_of} groups failed{hint}")

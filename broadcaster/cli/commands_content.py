@@ -12,7 +12,7 @@ from broadcaster.dispatch import planning
 from broadcaster.domain.errors import InputError
 from broadcaster.domain.models import pk
 from broadcaster.domain.states import ContentStatus
-from broadcaster.domain.timeutil import parse_time
+from broadcaster.domain.timeutil import parse_time, today
 from broadcaster.editorial import workflow
 from broadcaster.storage.app import App
 
@@ -159,10 +159,14 @@ content_group.add_command(_simple("archive", "Archive a content item."))
 @click.option("--revision", type=int, help="Fail unless this is the latest revision (what you reviewed).")
 @click.pass_context
 def content_approve(ctx: click.Context, content_id: int, revision: int | None) -> None:
-    """Approve the latest revision (pinned by its hash). Authors cannot approve their own revision."""
+    """Approve the latest revision (pinned by its hash). Whoever wrote any revision since the last
+    approval (or since creation) cannot approve it."""
 
     async def work(app: App) -> workflow.Approved:
-        async with app.transaction() as session:
+        async with (
+            users.refusals_audited(app, app.settings.user, "content.approve", "content", content_id),
+            app.transaction() as session,
+        ):
             actor = await users.get_actor(session, app.settings.user)
             approval = await workflow.approve(session, actor, content_id, revision)
             return workflow.Approved(content_id, ContentStatus.APPROVED, approval.revision_sha256, actor.name)
@@ -191,11 +195,12 @@ def content_reject(ctx: click.Context, content_id: int, reason: str) -> None:
 @click.argument("content_id", type=int)
 @click.pass_context
 def content_show(ctx: click.Context, content_id: int) -> None:
-    """Show a content item with its revisions and decisions."""
+    """Show a content item with its revisions and decisions (with --as, if the user may see it)."""
 
     async def work(app: App) -> workflow.ContentDetail:
         async with app.transaction() as session:
-            return await workflow.show(session, content_id)
+            actor = await users.get_actor(session, app.settings.user) if app.settings.user else None
+            return await workflow.show(session, content_id, actor=actor, today=today())
 
     item = run(ctx, work)
     latest = item.revisions[-1]
@@ -223,11 +228,12 @@ def content_show(ctx: click.Context, content_id: int) -> None:
 @click.option("--status", type=click.Choice(list(workflow.TRANSITIONS)))
 @click.pass_context
 def content_list(ctx: click.Context, status: str | None) -> None:
-    """List content items."""
+    """List content items (with --as, those the user may see: see README, Roles and scope)."""
 
     async def work(app: App) -> list[workflow.ContentSummary]:
         async with app.transaction() as session:
-            return await workflow.list_items(session, status)
+            actor = await users.get_actor(session, app.settings.user) if app.settings.user else None
+            return await workflow.list_items(session, status, actor=actor, today=today())
 
     rows = run(ctx, work)
     emit(
@@ -306,6 +312,12 @@ def send(
         f"send at {plan.scheduled_at.isoformat()} (tree of {plan.as_of})",
         "by tier: " + ", ".join(f"{k} {v}" for k, v in plan.by_level.items()),
         "by platform: " + ", ".join(f"{k} {v}" for k, v in plan.by_platform.items()),
-        "`cns worker` (or `cns serve`) sends it from then on; `cns status` follows it.",
     ]
+    if plan.left_out:
+        lines.append(
+            f"left out: {sum(plan.left_out.values())} groups of the audience get nothing ("
+            + ", ".join(f"{n} {status}" for status, n in plan.left_out.items())
+            + "): see `cns groups list --status unreachable` and the alerts"
+        )
+    lines.append("`cns worker` (or `cns serve`) sends it from then on; `cns status` follows it.")
     emit(ctx, plan, lines)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from broadcaster.bootstrap import InitResult, initialise
+from broadcaster.bootstrap import InitResult, initialise_reporting_key
 from broadcaster.cli.base import emit, run, state, table
 from broadcaster.directory import audit, users
 from broadcaster.domain.results import as_dict
@@ -36,17 +36,23 @@ def init(ctx: click.Context) -> None:
     """Create the database, or upgrade it in place (data is kept)."""
     settings = state(ctx).settings
 
-    async def work(_: App) -> tuple[str | None, str | None]:
-        app, before, after = await initialise(settings)
+    async def work(_: App) -> tuple[str | None, str | None, bool]:
+        app, before, after, key_created = await initialise_reporting_key(settings)
         await app.close()
-        return before, after
+        return before, after, key_created
 
-    before, after = run(ctx, work, check_schema=False)
+    before, after, key_created = run(ctx, work, check_schema=False)
     result = InitResult(describe_url(settings.database_url), before, after)
     verb = (
         "created" if before is None else ("already current" if before == after else f"upgraded from {before}")
     )
     emit(ctx, result, f"database {result.database}: {verb} (schema {after})")
+    if key_created and before is not None and not settings.link_secret:
+        click.echo(  # the database ran without a key until now
+            "cns: note: a random link key is now stored with the database: tracked and relay "
+            "confirmation links sent before were keyed by a guessable fallback and no longer open",
+            err=True,
+        )
 
 
 @click.group("units")
@@ -173,7 +179,10 @@ def users_add(ctx: click.Context, name: str, role: str, scope: str | None, full_
     """Add a user. The first user of a new database must be an unscoped admin and needs no --as."""
 
     async def work(app: App) -> users.UserInfo:
-        async with app.transaction() as session:
+        async with (
+            users.refusals_audited(app, app.settings.user, "user.add", "user", name),
+            app.transaction() as session,
+        ):
             user = await users.add_user(
                 session, app.settings.user, name, role, scope_code=scope, full_name=full_name, today=today()
             )
@@ -232,9 +241,12 @@ def users_token(ctx: click.Context, name: str, label: str) -> None:
     """Issue an API token acting as NAME (shown once; only its hash is stored)."""
 
     async def work(app: App) -> users.IssuedToken:
-        async with app.transaction() as s:
+        async with (
+            users.refusals_audited(app, app.settings.user, "user.token", "user", name),
+            app.transaction() as s,
+        ):
             actor = await users.get_actor(s, state(ctx).settings.user) if state(ctx).settings.user else None
-            return await users.issue_token(s, actor, name, label)
+            return await users.issue_token(s, actor, name, label, today=today())
 
     issued = run(ctx, work)
     emit(

@@ -8,7 +8,7 @@ import signal
 import click
 
 from broadcaster.bootstrap import WorkerSummary, make_dispatcher, tune_gc
-from broadcaster.cli.base import emit, run, state
+from broadcaster.cli.base import emit, fail_if_any_failed, run, state
 from broadcaster.directory import users
 from broadcaster.dispatch import control as dispatch_control
 from broadcaster.dispatch.control import Cancelled, ControlResult, DispatchProgress
@@ -180,6 +180,12 @@ def recall(ctx: click.Context, dispatch_id: int) -> None:
     lines += [f"  {p}: " + ", ".join(f"{k} {v}" for k, v in c.items()) for p, c in report.by_platform.items()]
     lines += [f"  error: {e}" for e in report.errors]
     emit(ctx, report, lines)
+    fail_if_any_failed(
+        report.failed,
+        report.deleted + report.admins_told + report.not_deletable + report.failed,
+        f"recall of dispatch {dispatch_id}",
+        f"; run `cns recall {dispatch_id}` again to retry them",
+    )
 
 
 @click.command()
@@ -208,6 +214,11 @@ def correct(ctx: click.Context, dispatch_id: int) -> None:
     ]
     lines += [f"  error: {e}" for e in report.errors]
     emit(ctx, report, lines)
+    fail_if_any_failed(
+        report.failed,
+        report.edited + report.correction_posts + report.admins_told + report.failed,
+        f"correction of dispatch {dispatch_id}",
+    )
 
 
 pause = _control("pause", "Pause a dispatch: nothing more is sent until resume.")

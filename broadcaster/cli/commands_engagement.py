@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import dataclasses
 import io
 import signal
 import sys
@@ -15,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from broadcaster.bootstrap import ServeSummary, make_dispatcher, make_web_app, tune_gc
-from broadcaster.cli.base import emit, run, state, table, to_json
+from broadcaster.cli.base import emit, fail_if_any_failed, run, state, table, to_json
 from broadcaster.directory import users
+from broadcaster.domain.errors import ConfigError
+from broadcaster.domain.settings import Settings, is_loopback_host
 from broadcaster.domain.timeutil import parse_time, today
 from broadcaster.inbound import privacy
 from broadcaster.reports import engagement
@@ -67,6 +70,7 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool, concurrency
     tune_gc()
 
     async def work(app: App) -> ServeSummary:
+        refuse_a_guessable_key(app.settings, host)
         web_app = make_web_app(app)
         runner = web.AppRunner(web_app, access_log=None)
         await runner.setup()
@@ -99,6 +103,27 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool, concurrency
 
     summary = run(ctx, work)
     emit(ctx, summary, f"cns serve on {summary.url} stopped")
+
+
+def refuse_a_guessable_key(settings: Settings, host: str) -> None:
+    """``cns serve`` checks relay confirmations and tracked links by their key: with the fallback anyone
+    can compute (no CNS_LINK_SECRET, no key stored by ``cns init``) it only serves this machine."""
+    if not settings.link_key_is_guessable:
+        return
+    reachable = [
+        what
+        for what, local in (
+            (f"CNS_PUBLIC_URL {settings.public_url}", settings.public_url_is_local),
+            (f"--host {host}", is_loopback_host(host)),
+        )
+        if not local
+    ]
+    if reachable:
+        raise ConfigError(
+            f"{' and '.join(reachable)} can be reached from other machines, but no link key is set, so "
+            "relay confirmations and tracked links could be forged: run `cns init` (it stores a random "
+            "key with the database) or set CNS_LINK_SECRET"
+        )
 
 
 @click.command()
@@ -243,6 +268,12 @@ def report_post(ctx: click.Context, month: str, unit_code: str | None, dry_run: 
         f"{outcome.failed} failed (run again to retry), {outcome.refused} refused (see alerts) "
         f"of {outcome.groups} steering groups",
     )
+    fail_if_any_failed(
+        outcome.failed + outcome.refused,
+        outcome.groups,
+        f"monthly summary {month}",
+        " (the failed ones are tried again on the next run; refusals are in the alerts)",
+    )
 
 
 def _csv(report: Report) -> str:
@@ -328,12 +359,21 @@ def privacy_group() -> None:
 @click.option("--user-id", required=True, help="The person's id on the platform.")
 @click.pass_context
 def privacy_export(ctx: click.Context, platform: str, user_id: str) -> None:
-    """Everything stored about one person (always JSON)."""
+    """Everything stored about one person (always JSON); a scoped admin gets what lies in their subtree."""
 
     async def work(app: App) -> privacy.PersonExport:
         async with app.transaction() as s:
-            await _admin(ctx, s)
-            return await privacy.export_person(s, app.settings.key_for_pseudonyms(), platform, user_id)
+            actor = await _admin(ctx, s)
+            found = [
+                await privacy.export_person(s, actor, k, platform, user_id, today=today())
+                for k in _pseudonym_keys(app)
+            ]
+        now = found[0]
+        return dataclasses.replace(
+            now,
+            interactions=tuple(sorted((i for f in found for i in f.interactions), key=lambda i: i.at)),
+            raw_events=tuple(sorted((e for f in found for e in f.raw_events), key=lambda e: e.id)),
+        )
 
     sys.stdout.write(to_json(run(ctx, work)) + "\n")
 
@@ -343,15 +383,25 @@ def privacy_export(ctx: click.Context, platform: str, user_id: str) -> None:
 @click.option("--user-id", required=True, help="The person's id on the platform.")
 @click.pass_context
 def privacy_delete(ctx: click.Context, platform: str, user_id: str) -> None:
-    """Erase one person's interactions and raw payloads (audited, without the id)."""
+    """Erase one person's interactions and raw payloads (audited, without the id); a scoped admin erases
+    what lies in their subtree."""
 
     async def work(app: App) -> privacy.PersonDeleted:
         from broadcaster.directory import audit
 
-        async with app.transaction() as s:
+        key = app.settings.key_for_pseudonyms()
+        async with (
+            users.refusals_audited(
+                app, app.settings.user, "privacy.delete", "person", privacy.pseudonym(key, platform, user_id)
+            ),
+            app.transaction() as s,
+        ):
             actor = await _admin(ctx, s)
-            key = app.settings.key_for_pseudonyms()
-            counts = await privacy.delete_person(s, key, platform, user_id)
+            done = [
+                await privacy.delete_person(s, actor, k, platform, user_id, today=today())
+                for k in _pseudonym_keys(app)
+            ]
+            counts = privacy.PersonDeleted(sum(d.interactions for d in done), sum(d.raw_events for d in done))
             await audit.record(
                 s,
                 actor.name,
@@ -364,6 +414,13 @@ def privacy_delete(ctx: click.Context, platform: str, user_id: str) -> None:
 
     done = run(ctx, work)
     emit(ctx, done, f"deleted {done.interactions} interactions, purged {done.raw_events} raw events")
+
+
+def _pseudonym_keys(app: App) -> list[bytes]:
+    """The key pseudonyms are made with, then the fallback derived from the database URL that made them
+    before the database had a key of its own: a person's older rows are found (and deleted) too."""
+    key, legacy = app.settings.key_for_pseudonyms(), app.settings.legacy_link_key()
+    return [key] if key == legacy else [key, legacy]
 
 
 async def _admin(ctx: click.Context, s: Any) -> users.Actor:

@@ -134,7 +134,10 @@ def groups_add(
     """Register one group."""
 
     async def work(app: App) -> groups.GroupInfo:
-        async with app.transaction() as session:
+        async with (
+            users.refusals_audited(app, app.settings.user, "group.add", "group", f"{account}/{external_id}"),
+            app.transaction() as session,
+        ):
             actor = await users.get_actor(session, app.settings.user)
             group = await groups.add_group(
                 session,
@@ -162,7 +165,10 @@ def groups_import(ctx: click.Context, file: Path, as_of: str | None) -> None:
     day = parse_date(as_of) if as_of else today()
 
     async def work(app: App) -> groups.GroupImport:
-        async with app.transaction() as session:
+        async with (
+            users.refusals_audited(app, app.settings.user, "group.import", "group", file.name),
+            app.transaction() as session,
+        ):
             actor = await users.get_actor(session, app.settings.user)
             return await groups.import_groups(session, actor, file, day)
 
@@ -283,7 +289,12 @@ def groups_accept(
     """Register a suggested group (see `cns groups suggestions`)."""
 
     async def work(app: App) -> groups.GroupInfo:
-        async with app.transaction() as session:
+        async with (
+            users.refusals_audited(
+                app, app.settings.user, "group_suggestion.accept", "group_suggestion", suggestion_id
+            ),
+            app.transaction() as session,
+        ):
             actor = await users.get_actor(session, app.settings.user)
             return await suggestions.accept(
                 session,
@@ -306,7 +317,12 @@ def groups_dismiss(ctx: click.Context, suggestion_id: int) -> None:
     """Drop a suggested group that is not one of ours."""
 
     async def work(app: App) -> suggestions.Dismissed:
-        async with app.transaction() as session:
+        async with (
+            users.refusals_audited(
+                app, app.settings.user, "group_suggestion.dismiss", "group_suggestion", suggestion_id
+            ),
+            app.transaction() as session,
+        ):
             actor = await users.get_actor(session, app.settings.user)
             return await suggestions.dismiss(session, actor, suggestion_id, today=today())
 

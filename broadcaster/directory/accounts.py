@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,9 @@ from broadcaster.domain.secrets import (
     looks_secret,
     parse_ref,
     redact,
+    redact_text,
     resolve,
+    url_secrets,
     whsec_key,
 )
 
@@ -37,13 +39,37 @@ def check_platform(platform: str) -> str:
     return platform_facts(platform).name
 
 
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a setting's value (lists and mappings included)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
 def _check_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings are stored as given, so nothing secret may be among them: not a secret-named setting,
+    not a value that looks like a credential, not a URL carrying one (a password, or a query or fragment
+    parameter named like a secret: what output redaction would hide)."""
     clean: dict[str, Any] = {}
     for key, value in settings.items():
-        if looks_secret(key) or (isinstance(value, str) and contains_credential(value)):
+        texts = list(_strings(value))
+        if looks_secret(key) or any(contains_credential(t) for t in texts):
             raise InputError(
                 f"setting {key!r} looks like a secret: put it in the environment or the secrets file "
                 "and reference it with --secret"
+            )
+        named = [name for text in texts for name in url_secrets(text)]
+        if named:
+            shown = ", ".join(repr(redact_text(n[:40])) for n in dict.fromkeys(named))
+            raise InputError(
+                f"setting {key!r} carries a secret in its URL ({shown}): a URL must not carry a password "
+                "or secret parameters; put the secret in the environment or the secrets file and "
+                "reference it with --secret or --extra-secret"
             )
         clean[key] = value
     base_url = clean.get("base_url")
@@ -51,8 +77,6 @@ def _check_settings(settings: dict[str, Any]) -> dict[str, Any]:
         parts = urlsplit(str(base_url))
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             raise InputError(f"base_url must be an http(s) URL, not {base_url!r}")
-        if parts.password:
-            raise InputError("base_url must not carry a password: reference a secret instead")
     return clean
 
 

@@ -13,6 +13,10 @@ Group CSV columns (header row required; optional columns may be left out):
     status       active (default), unreachable, migrated or archived
 
 A row whose (account, external_id) already exists updates that group: re-importing a file is safe.
+An optional column left out of the file keeps what is stored for a known group (a file of the four
+required columns never turns a relay group direct or drops its admins); a column present, even with an
+empty cell, sets it (empty: the default). A scoped admin may only change groups whose unit, now and
+after the change, lies inside their subtree.
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ from sqlmodel import col
 
 from broadcaster.directory import audit
 from broadcaster.directory.accounts import check_platform, get_account
-from broadcaster.directory.users import Actor, Permission
-from broadcaster.domain.errors import Conflict, CsvError, InputError, NotFound
+from broadcaster.directory.users import Actor, Permission, scope_units, unit_label
+from broadcaster.domain.errors import Conflict, CsvError, InputError, NotFound, PermissionDenied
 from broadcaster.domain.models import Account, ChatGroup, GroupStatusChange, Unit, pk
 from broadcaster.domain.platforms import PLATFORMS
-from broadcaster.domain.ports import Admin
+from broadcaster.domain.ports import ADMIN_ACTIVE, Admin
 from broadcaster.domain.results import as_dict
 from broadcaster.domain.sqltypes import utcnow
 from broadcaster.domain.states import GroupMode, GroupStatus, values_of
@@ -126,7 +130,10 @@ class GroupInfo:
             group.external_id,
             group.title,
             group.mode,
-            tuple(Admin(a["name"], a["channel"], a["address"]) for a in group.admins),
+            tuple(
+                Admin(a["name"], a["channel"], a["address"], a.get("status", ADMIN_ACTIVE))
+                for a in group.admins
+            ),
             group.status,
         )
 
@@ -167,12 +174,18 @@ async def add_group(
         GroupStatus.ACTIVE,
     )
     actor.require_within(tree, values["unit_id"], "add group")
-    exists = await session.execute(
-        select(col(ChatGroup.id)).where(
-            col(ChatGroup.account_id) == account.id, col(ChatGroup.external_id) == values["external_id"]
+    exists = (
+        await session.execute(
+            select(col(ChatGroup.unit_id)).where(
+                col(ChatGroup.account_id) == account.id, col(ChatGroup.external_id) == values["external_id"]
+            )
         )
-    )
-    if exists.first() is not None:
+    ).first()
+    if exists is not None:
+        inside = await scope_units(session, actor, tree)
+        await _require_group_inside(
+            session, actor, tree, inside, exists[0], f"add group {account_name}/{values['external_id']}"
+        )
         raise Conflict(f"account {account_name} already has a group with external id {external_id}")
     group = ChatGroup(**values)
     session.add(group)
@@ -188,20 +201,58 @@ async def add_group(
     return group
 
 
+async def _require_group_inside(
+    session: AsyncSession,
+    actor: Actor,
+    tree: UnitTree,
+    inside: frozenset[int] | None,
+    unit_id: int,
+    doing: str,
+) -> None:
+    """Refuse ``doing`` to a stored group unless its current unit lies in the actor's subtree (``inside``,
+    from :func:`scope_units`; None: unscoped): whatever the change would make of it, the group is not
+    theirs to change."""
+    if inside is not None and unit_id not in inside:
+        raise PermissionDenied(
+            f"{doing}: the group belongs to unit {await unit_label(session, tree, unit_id)}, outside user "
+            f"{actor.name}'s scope {actor.scope_code}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What an import row updates: a known group as it is now."""
+
+    id: int
+    unit_id: int
+    mode: str
+    admins: list[dict[str, str]]
+    status: str
+
+
 async def import_groups(session: AsyncSession, actor: Actor, path: Path, today: date) -> GroupImport:
-    """Validate the whole file, then insert new groups and update known ones; a bad row writes nothing."""
+    """Validate the whole file, then insert new groups and update known ones; a bad row writes nothing.
+    Optional columns the file leaves out keep a known group's stored values (new groups: the defaults)."""
     actor.require(Permission.MANAGE_GROUPS)
     name = str(path)
     records = read_csv(path, GROUP_COLUMNS, GROUP_OPTIONAL)
     tree = await load_tree(session, today)
+    inside = await scope_units(session, actor, tree)
     accounts = {a.name: a for a in (await session.execute(select(Account))).scalars()}
+    stored = await _known_groups(
+        session,
+        [(pk(accounts[r["account"]].id), r["external_id"]) for r in records if r["account"] in accounts],
+    )
     seen: dict[tuple[int, str], int] = {}
     rows: list[dict[str, Any]] = []
+    existing: dict[tuple[int, str], _Stored] = {}
     for rec in records:
         try:
             account = accounts.get(rec["account"])
             if account is None:
                 raise NotFound(f"unknown account {rec['account']!r}")
+            known = stored.get((pk(account.id), rec["external_id"]))
+            present = rec.values.keys()
             values = _validated(
                 tree,
                 account,
@@ -209,13 +260,22 @@ async def import_groups(session: AsyncSession, actor: Actor, path: Path, today: 
                 rec["platform"],
                 rec["external_id"],
                 rec["title"],
-                (rec["mode"] or GroupMode.DIRECT).lower(),
-                parse_admins(rec["admins"]),
-                (rec["status"] or GroupStatus.ACTIVE).lower(),
+                (rec["mode"] or GroupMode.DIRECT).lower()
+                if known is None or "mode" in present
+                else known.mode,
+                parse_admins(rec["admins"]) if known is None or "admins" in present else known.admins,
+                (rec["status"] or GroupStatus.ACTIVE).lower()
+                if known is None or "status" in present
+                else known.status,
             )
-            actor.require_within(tree, values["unit_id"], "import group")
+            doing = f"import group {rec['account']}/{rec['external_id']}"
+            if known is not None:
+                await _require_group_inside(session, actor, tree, inside, known.unit_id, doing)
+            actor.require_within(tree, values["unit_id"], doing)
         except (InputError, NotFound) as exc:
             raise CsvError(name, str(exc), rec.line) from None
+        except PermissionDenied as exc:
+            raise PermissionDenied(f"{name}:{rec.line}: {exc}") from None
         key = (values["account_id"], values["external_id"])
         if key in seen:
             raise CsvError(
@@ -225,29 +285,29 @@ async def import_groups(session: AsyncSession, actor: Actor, path: Path, today: 
             )
         seen[key] = rec.line
         rows.append(values)
-    existing = await _existing_ids(session, list(seen))
+        if known is not None:
+            existing[key] = known
     fresh = [r for r in rows if (r["account_id"], r["external_id"]) not in existing]
     if fresh:
         await session.execute(insert(ChatGroup), fresh)
     now = utcnow()
     changed = 0
-    before = await _statuses(session, list(existing.values()))
     moves = []
     for row in rows:
-        group_id = existing.get((row["account_id"], row["external_id"]))
-        if group_id is not None:
-            if before.get(group_id, row["status"]) != row["status"]:
+        known = existing.get((row["account_id"], row["external_id"]))
+        if known is not None:
+            if known.status != row["status"]:
                 moves.append(
                     {
-                        "group_id": group_id,
+                        "group_id": known.id,
                         "at": now,
-                        "previous": before[group_id],
+                        "previous": known.status,
                         "status": row["status"],
                         "reason": f"import {path.name}"[:200],
                     }
                 )
             result = await session.execute(
-                update(ChatGroup).where(col(ChatGroup.id) == group_id).values(**row, updated_at=now)
+                update(ChatGroup).where(col(ChatGroup.id) == known.id).values(**row, updated_at=now)
             )
             changed += result.rowcount  # type: ignore[attr-defined]
     if moves:  # kept for the reports of past months
@@ -259,30 +319,24 @@ async def import_groups(session: AsyncSession, actor: Actor, path: Path, today: 
     return summary
 
 
-async def _statuses(session: AsyncSession, ids: Sequence[int]) -> dict[int, str]:
-    found: dict[int, str] = {}
-    for start in range(0, len(ids), 500):
-        rows = await session.execute(
-            select(col(ChatGroup.id), col(ChatGroup.status)).where(
-                col(ChatGroup.id).in_(ids[start : start + 500])
-            )
-        )
-        found.update((pk(i), str(st)) for i, st in rows.all())
-    return found
-
-
-async def _existing_ids(session: AsyncSession, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], int]:
-    found: dict[tuple[int, str], int] = {}
+async def _known_groups(
+    session: AsyncSession, keys: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str], _Stored]:
+    """The known groups among ``keys`` (account id, external id), as they are stored now."""
+    found: dict[tuple[int, str], _Stored] = {}
     for account_id in {k[0] for k in keys}:
-        ids = [k[1] for k in keys if k[0] == account_id]
+        ids = sorted({k[1] for k in keys if k[0] == account_id})
         for start in range(0, len(ids), 500):
             result = await session.execute(
-                select(col(ChatGroup.external_id), col(ChatGroup.id)).where(
+                select(ChatGroup).where(
                     col(ChatGroup.account_id) == account_id,
                     col(ChatGroup.external_id).in_(ids[start : start + 500]),
                 )
             )
-            found.update({(account_id, ext): pk(gid) for ext, gid in result})
+            for g in result.scalars():
+                found[(account_id, g.external_id)] = _Stored(
+                    pk(g.id), g.unit_id, g.mode, list(g.admins), g.status
+                )
     return found
 
 

@@ -1,16 +1,24 @@
 """Users, roles and unit scopes.
 
 Roles: ``admin`` manages units, accounts, groups and users; ``editor`` writes content and sends it;
-``approver`` approves or rejects content (never a revision they wrote) and sends; ``viewer`` reads.
-Each user is scoped to a unit subtree (no scope: the whole system). Scope is checked against the tree
-as it stands on the day the action applies to (for a dispatch: its send date).
+``approver`` approves or rejects content (never text they wrote since its last approval) and sends;
+``viewer`` reads. Each user is scoped to a unit subtree (no scope: the whole system). Scope is checked
+against the tree as it stands on the day the action applies to (for a dispatch: its send date).
+
+Managing users (adding them, issuing their API tokens) stays inside the manager's own reach: only users
+scoped inside the manager's subtree (an unscoped user only by an unscoped manager), and never with a
+role that has a permission the manager lacks.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -21,9 +29,13 @@ from sqlmodel import col
 
 from broadcaster.directory import audit
 from broadcaster.domain.errors import Conflict, InputError, NotFound, PermissionDenied
-from broadcaster.domain.models import ApiToken, Unit, User, pk
+from broadcaster.domain.models import ApiToken, Unit, UnitSuccession, User, pk
 from broadcaster.domain.sqltypes import utcnow
+from broadcaster.domain.timeutil import today as local_today
+from broadcaster.storage.app import App
 from broadcaster.units.tree import UnitTree, load_tree
+
+log = logging.getLogger(__name__)
 
 ROLES = ("admin", "editor", "approver", "viewer")
 BOOTSTRAP_ACTOR = "bootstrap"
@@ -83,6 +95,70 @@ class Actor:
                 f"{what}: unit {node.code} ({node.name}) is outside user {self.name}'s scope "
                 f"{self.scope_code}"
             )
+
+
+async def scope_units(session: AsyncSession, actor: Actor, tree: UnitTree) -> frozenset[int] | None:
+    """The ids of the units inside ``actor``'s subtree on ``tree.as_of`` (None: unscoped, everything).
+    A unit that no longer exists on that day (merged, split) counts by its successors: it is inside
+    when one of them is, so a commune's data stays its successor's after a reorganisation."""
+    if actor.scope_unit_id is None:
+        return None
+    if actor.scope_unit_id not in tree.nodes:
+        raise PermissionDenied(
+            f"user {actor.name}'s scope {actor.scope_code} does not exist on {tree.as_of}; ask an admin"
+        )
+    inside = {node.id for node in tree.subtree(actor.scope_unit_id)}
+    predecessors: defaultdict[int, list[int]] = defaultdict(list)
+    for old, new in await session.execute(
+        select(col(UnitSuccession.old_unit_id), col(UnitSuccession.new_unit_id))
+    ):
+        predecessors[new].append(old)
+    stack = list(inside)
+    while stack:
+        for old in predecessors.get(stack.pop(), ()):
+            if old not in inside and old not in tree.nodes:
+                inside.add(old)
+                stack.append(old)
+    return frozenset(inside)
+
+
+async def unit_label(session: AsyncSession, tree: UnitTree, unit_id: int) -> str:
+    """``CODE (Name)`` of a unit, whether or not it exists on ``tree.as_of``."""
+    node = tree.nodes.get(unit_id)
+    if node is not None:
+        return f"{node.code} ({node.name})"
+    unit = await session.get(Unit, unit_id)
+    return f"{unit.code} ({unit.name})" if unit is not None else f"#{unit_id}"
+
+
+def _require_may_grant(actor: Actor, role: str, doing: str) -> None:
+    """Nobody hands out a role with a permission they do not hold themselves."""
+    if not ROLE_PERMISSIONS[role] <= ROLE_PERMISSIONS[actor.role]:
+        raise PermissionDenied(
+            f"user {actor.name} ({actor.role}) may not {doing}: {role} has permissions "
+            f"that {actor.role} does not"
+        )
+
+
+@asynccontextmanager
+async def refusals_audited(
+    app: App, actor_name: str | None, action: str, entity: str, entity_id: object
+) -> AsyncIterator[None]:
+    """Run a change; when it is refused (:class:`PermissionDenied`), keep the refusal in the audit log as
+    ``ACTION.refused`` with its reason. The change's own transaction is rolled back with everything in
+    it, so the entry is written in a transaction of its own, after it. The refusal is raised as it was."""
+    try:
+        yield
+    except PermissionDenied as exc:
+        if actor_name:
+            try:
+                async with app.transaction() as s:
+                    await audit.record(
+                        s, actor_name[:64], f"{action}.refused", entity, entity_id, after={"reason": str(exc)}
+                    )
+            except Exception as failure:  # the refusal stands, recorded or not
+                log.warning("could not record the refusal of %s in the audit log: %s", action, failure)
+        raise
 
 
 async def get_actor(session: AsyncSession, name: str | None) -> Actor:
@@ -146,6 +222,7 @@ async def add_user(
     if has_users:
         actor = await get_actor(session, actor_name)
         actor.require(Permission.MANAGE_USERS)
+        _require_may_grant(actor, role, f"grant the role {role}")
         if actor.scope_unit_id is not None:
             if scope_id is None:
                 raise PermissionDenied(
@@ -177,9 +254,13 @@ async def list_users(session: AsyncSession) -> list[UserInfo]:
     return [UserInfo.of(user, code) for user, code in rows]
 
 
-async def issue_token(session: AsyncSession, actor: Actor | None, user_name: str, label: str) -> IssuedToken:
-    """A new API token for ``user_name`` (shown once; only its hash is kept). Users issue their own;
-    an admin may issue one for anybody."""
+async def issue_token(
+    session: AsyncSession, actor: Actor | None, user_name: str, label: str, *, today: date | None = None
+) -> IssuedToken:
+    """A new API token for ``user_name`` (shown once; only its hash is kept). Users issue their own; an
+    admin may issue one for a user it could have added: a token acts with all of its user's role and
+    scope, so the user must hold no permission the admin does not, and be scoped inside the admin's
+    subtree (on ``today``'s tree) unless the admin is unscoped."""
     if actor is None:
         raise PermissionDenied("say who you are with --as USER or CNS_USER")
     if actor.name != user_name:
@@ -187,6 +268,23 @@ async def issue_token(session: AsyncSession, actor: Actor | None, user_name: str
     user = (await session.execute(select(User).where(col(User.name) == user_name))).scalar_one_or_none()
     if user is None:
         raise NotFound(f"unknown user {user_name!r}")
+    if actor.name != user_name:
+        doing = f"issue a token for user {user_name}"
+        _require_may_grant(actor, user.role, f"{doing} ({user.role})")
+        if actor.scope_unit_id is not None:
+            if user.scope_unit_id is None:
+                raise PermissionDenied(
+                    f"user {actor.name} may not {doing}, who acts province-wide: "
+                    f"{actor.name} is scoped to {actor.scope_code}"
+                )
+            tree = await load_tree(session, today or local_today())
+            inside = await scope_units(session, actor, tree)
+            if inside is not None and user.scope_unit_id not in inside:
+                label_of = await unit_label(session, tree, user.scope_unit_id)
+                raise PermissionDenied(
+                    f"user {actor.name} may not {doing}, scoped to unit {label_of}, outside "
+                    f"{actor.name}'s scope {actor.scope_code}"
+                )
     if not 1 <= len(label) <= 64:
         raise InputError("a token label is 1 to 64 characters")
     token = "cns_" + secrets.token_urlsafe(32)

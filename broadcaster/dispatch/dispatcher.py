@@ -216,6 +216,7 @@ class Dispatcher:
         self.limits = Limits(clock=time.time if clock is utcnow else lambda: self.clock().timestamp())
         self.stats = Stats()
         self._senders: dict[int, Sender] = {}
+        self._rates_changed: set[int] = set()  # accounts whose rate a 429 lowered, to be remembered
         self._retired: list[Sender] = []  # adapters of accounts paused while running (see commit)
         self._contexts: dict[int, _Context] = {}
         self._loading = asyncio.Lock()
@@ -223,7 +224,7 @@ class Dispatcher:
         self.pipelines = pipelines
         self.max_commit = max_commit
         # Outcomes waiting to be committed, and the task committing them (see _committed).
-        self._outbox: list[tuple[Outcome, asyncio.Future[None]]] = []
+        self._outbox: list[tuple[Outcome | None, int | None, asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
         # One limit on sends in flight for the whole worker, shared by the overlapping batches.
         self._in_flight = _Slots(concurrency)
@@ -334,28 +335,33 @@ class Dispatcher:
         groups, accounts, contexts = await self._db(lambda: self._batch_data(claimed))
         renewer = asyncio.create_task(self._renew_every())
 
-        async def one(c: Claimed) -> None:
-            # A send keeps its slot until its outcome is committed, so what a crash can leave sent but
-            # uncommitted (and send again) is bounded by ``concurrency``, the sends in flight.
-            async with self._in_flight:
-                if not self._db_up.is_set():  # no new send while outcomes cannot be written
-                    await self._db_up.wait()
-                outcome = await self._send_one(
-                    c.delivery_id,
-                    groups[c.group_id],
-                    accounts,
-                    contexts[c.dispatch_id],
-                    c.reminders,
-                    c.message_ids,
-                )
-                outcome.attempts = c.attempts
-                await self._committed(outcome)
-
-        todo = iter(claimed)
+        todo = iter(claimed)  # shared: each claimed row is taken by one worker
 
         async def worker() -> None:
-            for c in todo:  # shared: each claimed row is taken by one worker
-                await one(c)
+            # A worker sends one row at a time and holds a send slot while it has rows: a row is marked
+            # started (durably) before its request leaves, in the same commit as the previous row's
+            # outcome, so what a crash can leave started but uncommitted is at most one row per slot
+            # (``concurrency``), and only those count as possibly sent when another worker resends them.
+            c = next(todo, None)
+            if c is None:
+                return
+            async with self._in_flight:
+                await self._committed(None, c.delivery_id)
+                while c is not None:
+                    if not self._db_up.is_set():  # no new send while outcomes cannot be written
+                        await self._db_up.wait()
+                    outcome = await self._send_one(
+                        c.delivery_id,
+                        groups[c.group_id],
+                        accounts,
+                        contexts[c.dispatch_id],
+                        c.reminders,
+                        c.message_ids,
+                    )
+                    outcome.attempts = c.attempts
+                    following = next(todo, None)
+                    await self._committed(outcome, following.delivery_id if following else None)
+                    c = following
 
         try:
             # As many workers as can send at once, rather than a task per row waiting on the semaphore.
@@ -366,6 +372,8 @@ class Dispatcher:
                 await renewer
             await self._outbox_drained()
         await self._db(self.queue.finish_dispatches)  # once per batch: it reads every running dispatch
+        if self._rates_changed:
+            await self._db(self._remember_rates)
         return len(claimed)
 
     async def _batch_data(
@@ -382,13 +390,13 @@ class Dispatcher:
             contexts = {d: await self._context(s, d) for d in {c[1] for c in claimed}}
         return groups, accounts, contexts
 
-    async def _committed(self, outcome: Outcome) -> None:
-        """Return once ``outcome`` is committed. Group commit: the first outcome starts a commit at
-        once; those that arrive meanwhile go together in the next one. Slots wait for their commit,
-        so its latency limits the rate: a timer (every 20 ms or 64 outcomes) had each slot waiting
-        twice as long for its commit as for its send."""
+    async def _committed(self, outcome: Outcome | None, start: int | None = None) -> None:
+        """Return once ``outcome`` is committed (and the row ``start`` marked started). Group commit: the
+        first one starts a commit at once; those that arrive meanwhile go together in the next one.
+        Slots wait for their commit, so its latency limits the rate: a timer (every 20 ms or 64
+        outcomes) had each slot waiting twice as long for its commit as for its send."""
         done = asyncio.get_running_loop().create_future()
-        self._outbox.append((outcome, done))
+        self._outbox.append((outcome, start, done))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_outbox())
         await done
@@ -397,17 +405,19 @@ class Dispatcher:
         while self._outbox:
             ready, self._outbox = self._outbox[: self.max_commit], self._outbox[self.max_commit :]
             try:
-                await self.commit([o for o, _ in ready])
+                await self.commit(
+                    [o for o, _, _ in ready if o is not None], start=[i for _, i, _ in ready if i is not None]
+                )
             except Exception as exc:  # each waiting send gets the error; the next outcomes still go
-                for _, done in ready:
+                for _, _, done in ready:
                     if not done.done():
                         done.set_exception(exc)
                 continue
             except BaseException:  # cancelled: so are the sends waiting for this commit
-                for _, done in ready:
+                for _, _, done in ready:
                     done.cancel()
                 raise
-            for _, done in ready:
+            for _, _, done in ready:
                 if not done.done():
                     done.set_result(None)
 
@@ -447,16 +457,15 @@ class Dispatcher:
             outcome.note = f"quiet hours until {resume.astimezone(LOCAL_TZ):%H:%M %d/%m}"
         else:
             try:
-                outcome.message_ids = await self._deliver(
-                    delivery_id, group, account, accounts, ctx, reminders, sent
-                )
+                result = await self._deliver(delivery_id, group, account, accounts, ctx, reminders, sent)
+                outcome.message_ids, outcome.gone_admins = result.message_ids, result.gone_admins
                 outcome.state = (
                     DeliveryState.AWAITING_CONFIRMATION
                     if group.mode == GroupMode.RELAY
                     else DeliveryState.SENT
                 )
             except DeliveryError as exc:
-                outcome.error = exc
+                outcome.error, outcome.gone_admins = exc, exc.gone_admins
             except CnsError as exc:  # a secret missing, a render refused: nothing a retry can fix
                 outcome.error = (
                     AuthFailed(str(exc)) if isinstance(exc, ConfigError) else PermanentError(str(exc))
@@ -474,6 +483,7 @@ class Dispatcher:
             )
         ):
             rate = self.limits.accounts[pk(account.id)].rate
+            self._rates_changed.add(pk(account.id))
             log.info("account %s: 429 from %s, pacing at %.1f/s now", account.name, account.platform, rate)
         if is_held(outcome.error):
             self.stats.held += 1
@@ -497,7 +507,7 @@ class Dispatcher:
         ctx: _Context,
         reminders: int = 0,
         sent: tuple[str, ...] = (),
-    ) -> tuple[str, ...]:
+    ) -> SendResult:
         variables = ctx.variables.get(group.unit_id)
         if variables is None:
             variables = ctx.variables[group.unit_id] = variables_for(ctx.tree, group.unit_id)
@@ -513,7 +523,7 @@ class Dispatcher:
         await self.limits.take(
             pk(account.id), account.platform, account.settings, pk(group.id), self.max_rate_wait
         )
-        return (await sender.send(target, message, f"delivery-{delivery_id}")).message_ids
+        return await sender.send(target, message, f"delivery-{delivery_id}")
 
     def _relay(self, group: GroupView, accounts: Mapping[int, Account]) -> Sender:
         if self.make_relay is None:
@@ -533,10 +543,11 @@ class Dispatcher:
 
     # --- committing outcomes -----------------------------------------------------------------------------
 
-    async def commit(self, outcomes: Sequence[Outcome]) -> None:
-        """Decide each outcome (the retry policy on errors) and write them all in one queue commit;
-        commits are serialised (one writer), so what happens here limits the whole worker's rate."""
-        if not outcomes:
+    async def commit(self, outcomes: Sequence[Outcome], start: Sequence[int] = ()) -> None:
+        """Decide each outcome (the retry policy on errors) and write them all in one queue commit, with
+        the rows in ``start`` marked started; commits are serialised (one writer), so what happens here
+        limits the whole worker's rate."""
+        if not outcomes and not start:
             return
         now = self.clock()
         rows = [decide(o, self.policy, now) for o in outcomes]
@@ -545,7 +556,7 @@ class Dispatcher:
         # Decided once: while the database is unavailable the same rows wait and are written when it
         # is back (under our lease, extended then; a commit whose answer was lost is written again
         # harmlessly: the rows it wrote are no longer leased to us).
-        await self._db(lambda: self.queue.commit(rows, now))
+        await self._db(lambda: self.queue.commit(rows, now, start))
         self._holding.difference_update(row.delivery_id for row in rows)
         for row in rows:
             if isinstance(row.effect, AccountRefused):
@@ -569,6 +580,8 @@ class Dispatcher:
         running: set[asyncio.Task[int]] = set()
         self._stop = stop
         try:
+            # Where each account's pace starts: what its platform allowed last time (learned from 429s).
+            self.limits.learned.update(await self._db(self.queue.learned_rates))
             last_recovery = 0.0
             while not stop.is_set():
                 # Leases last minutes: looking for expired ones a few times per lease is enough, and
@@ -596,9 +609,24 @@ class Dispatcher:
                 for task in running:
                     task.result()
         finally:
+            with contextlib.suppress(Exception):  # remembering the pace must not stop a clean stop
+                await self._attempt(lambda: self._remember_rates(everyone=True))
             await self._released()
             await self.close()
         return self.stats
+
+    async def _remember_rates(self, *, everyone: bool = False) -> None:
+        """Keep the rates lowered by 429s (``everyone``: every account's, at a stop; back at its ceiling,
+        an account's learned rate is forgotten)."""
+        ids = set(self.limits.accounts) if everyone else self._rates_changed
+        rates = {}
+        for account_id in ids:
+            bucket = self.limits.accounts[account_id]
+            if bucket.decreases or account_id in self.limits.learned:
+                rates[account_id] = bucket.rate if bucket.rate < bucket.ceiling else None
+        self._rates_changed = set()
+        if rates:
+            await self.queue.remember_rates(rates, self.clock())
 
     async def _released(self) -> None:
         """Give back what is claimed and not started, waiting for the database if it is unavailable

@@ -40,6 +40,7 @@ class Outcome:
     note: str | None = None
     attempts: int = 1  # counting this one, as the claim set it
     due: datetime | None = None  # held back (quiet hours): due again then
+    gone_admins: tuple[str, ...] = ()  # relay: admins (channel:address) their channel says are gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,16 @@ class AccountRefused:
     reason: str
 
 
-Effect = GroupGone | GroupMigrated | AccountRefused
+@dataclass(frozen=True, slots=True)
+class AdminsGone:
+    """Relay: these admins (``channel:address``) cannot be reached any more; the group stays reachable
+    through the others (it becomes unreachable when none is left)."""
+
+    group_id: int
+    admins: tuple[str, ...]
+
+
+Effect = GroupGone | GroupMigrated | AccountRefused | AdminsGone
 
 
 @dataclass(slots=True)
@@ -74,6 +84,7 @@ class Decided:
     attempts: int
     message_ids: tuple[str, ...] = ()
     sent: bool = False  # a send happened now (``sent_at`` keeps the first one)
+    maybe_twice: bool = False  # retried after a failure that may have reached the platform
     effect: Effect | None = None
 
     @property
@@ -89,6 +100,8 @@ def effect_of(outcome: Outcome) -> Effect | None:
         return GroupMigrated(outcome.group_id, error.new_id)
     if isinstance(error, AuthFailed):
         return AccountRefused(outcome.account_id, error.reason)
+    if outcome.gone_admins:
+        return AdminsGone(outcome.group_id, outcome.gone_admins)
     return None
 
 
@@ -109,6 +122,7 @@ def decide(outcome: Outcome, policy: RetryPolicy, now: datetime) -> Decided:
             attempts if decision.counts else attempts - 1,
             outcome.error.sent_ids or ids,
             effect=effect_of(outcome),
+            maybe_twice=outcome.error.maybe_sent and decision.state == DeliveryState.ERRORED,
         )
     if outcome.state == DeliveryState.QUEUED:
         return Decided(
@@ -117,5 +131,12 @@ def decide(outcome: Outcome, policy: RetryPolicy, now: datetime) -> Decided:
     if outcome.state == DeliveryState.SKIPPED:
         return Decided(outcome.delivery_id, DeliveryState.SKIPPED, None, outcome.note, attempts, ids)
     return Decided(
-        outcome.delivery_id, outcome.state, None, outcome.note, attempts, outcome.message_ids, True
+        outcome.delivery_id,
+        outcome.state,
+        None,
+        outcome.note,
+        attempts,
+        outcome.message_ids,
+        sent=True,
+        effect=effect_of(outcome),
     )

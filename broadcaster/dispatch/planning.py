@@ -58,6 +58,9 @@ class PlanResult:
     by_state: Mapping[str, int]
     by_level: Mapping[str, int]
     by_platform: Mapping[str, int]
+    # Groups of the audience (its units, on the chosen platforms) that get nothing, by their status
+    # (unreachable, migrated, archived): said, so a smaller audience is never a silent one.
+    left_out: Mapping[str, int] = field(default_factory=dict)
 
 
 async def _approved(session: AsyncSession, content_id: int) -> tuple[ContentRevision, Approval]:
@@ -189,12 +192,15 @@ async def plan(
     dispatch_id = pk(dispatch.id)
     by_level = _audience(tree, scope_ids, levels)
     added = 0
+    left_out: dict[str, int] = {}
     for level, ids in by_level.items():
         due = when + timedelta(minutes=offsets.get(level, 0))
         due = adjust(level, due) if adjust is not None else due
         added += await _insert_deliveries(
             session, dispatch_id, sorted(ids), chosen, now, due if due > now else None
         )
+        for status, count in (await _inactive(session, sorted(ids), chosen)).items():
+            left_out[status] = left_out.get(status, 0) + count
     by_state, by_tier, by_platform = await _count(session, dispatch_id)
     result = PlanResult(
         dispatch_id,
@@ -206,6 +212,7 @@ async def plan(
         by_state,
         by_tier,
         by_platform,
+        dict(sorted(left_out.items())),
     )
     await audit.record(
         session,
@@ -319,6 +326,24 @@ async def _insert_deliveries(
         result = await session.execute(stmt)
         added += max(result.rowcount, 0)  # type: ignore[attr-defined]
     return added
+
+
+async def _inactive(session: AsyncSession, unit_ids: list[int], platforms: list[str]) -> dict[str, int]:
+    """Groups of these units on these platforms that are not active, by status."""
+    counts: dict[str, int] = {}
+    for start in range(0, len(unit_ids), _CHUNK):
+        rows = await session.execute(
+            select(col(ChatGroup.status), func.count())
+            .where(
+                col(ChatGroup.unit_id).in_(unit_ids[start : start + _CHUNK]),
+                col(ChatGroup.platform).in_(platforms),
+                col(ChatGroup.status) != GroupStatus.ACTIVE,
+            )
+            .group_by(col(ChatGroup.status))
+        )
+        for status, count in rows.all():
+            counts[str(status)] = counts.get(str(status), 0) + int(count)
+    return counts
 
 
 async def _count(session: AsyncSession, dispatch_id: int) -> list[dict[str, int]]:

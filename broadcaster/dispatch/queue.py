@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol, cast
 
@@ -30,8 +30,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from broadcaster.directory.group_events import mark_unreachable, migrate_group
-from broadcaster.dispatch.outcomes import AccountRefused, Claimed, Decided, Effect, GroupGone, GroupMigrated
-from broadcaster.domain.models import Account, AccountLease, Alert, ChatGroup, Delivery, Dispatch, pk
+from broadcaster.dispatch.outcomes import (
+    AccountRefused,
+    AdminsGone,
+    Claimed,
+    Decided,
+    Effect,
+    GroupGone,
+    GroupMigrated,
+)
+from broadcaster.domain.models import (
+    Account,
+    AccountLease,
+    AccountRate,
+    Alert,
+    ChatGroup,
+    Delivery,
+    Dispatch,
+    pk,
+)
+from broadcaster.domain.ports import ADMIN_UNREACHABLE
 from broadcaster.domain.sqltypes import UTCDateTime
 from broadcaster.domain.states import (
     CLAIMABLE_WITHOUT_UNKNOWN,
@@ -73,9 +91,10 @@ class Queue(Protocol):
         """Extend our leases (deliveries being sent, accounts held) to ``now + lease``."""
         ...
 
-    async def commit(self, rows: Sequence[Decided], now: datetime) -> None:
+    async def commit(self, rows: Sequence[Decided], now: datetime, start: Sequence[int] = ()) -> None:
         """Write each outcome (and its effect on the group or account) in one transaction; a row whose
-        lease is no longer ours is left alone."""
+        lease is no longer ours is left alone. ``start``: claimed rows whose requests are about to leave,
+        marked in the same transaction (so a crash counts only them as possibly sent)."""
         ...
 
     async def release(self) -> None:
@@ -90,11 +109,20 @@ class Queue(Protocol):
         ...
 
     async def recover(self, now: datetime) -> int:
-        """Rows whose lease ran out (their worker died mid-send) become ``unknown``; how many."""
+        """Rows whose lease ran out (their worker died): ``unknown`` when their request had started (maybe
+        sent), back to ``queued`` when it had not (the attempt not charged); how many in all."""
         ...
 
     async def finish_dispatches(self) -> None:
         """Running dispatches with nothing left to send become ``done``."""
+        ...
+
+    async def learned_rates(self) -> dict[int, float]:
+        """The pace each account's platform really allowed, as learned from its 429s (per second)."""
+        ...
+
+    async def remember_rates(self, rates: Mapping[int, float | None], now: datetime) -> None:
+        """Keep learned rates (None: back at the configured rate, nothing to remember)."""
         ...
 
     async def anything_left(self, soon: datetime) -> bool:
@@ -128,6 +156,7 @@ UPDATE delivery SET
     message_ids = json_extract(r.value, '$.ids'),
     sent_at = coalesce(delivery.sent_at, CASE WHEN json_extract(r.value, '$.sent') THEN :now END),
     external_message_id = json_extract(r.value, '$.external'),
+    resent_unknown = delivery.resent_unknown + json_extract(r.value, '$.twice'),
     lease_owner = NULL, lease_until = NULL, updated_at = :now
 FROM json_each(:rows) AS r
 WHERE delivery.id = json_extract(r.value, '$.id') AND delivery.lease_owner = :owner""",
@@ -137,10 +166,11 @@ UPDATE delivery SET
     message_ids = r.ids,
     sent_at = coalesce(delivery.sent_at, CASE WHEN r.sent THEN CAST(:now AS timestamptz) END),
     external_message_id = r.external,
+    resent_unknown = delivery.resent_unknown + r.twice,
     lease_owner = NULL, lease_until = NULL, updated_at = :now
 FROM json_to_recordset(CAST(:rows AS json)) AS r(
     id integer, state text, next timestamptz, error text, attempts integer, ids json, sent boolean,
-    external text)
+    external text, twice integer)
 WHERE delivery.id = r.id AND delivery.lease_owner = :owner""",
 }
 _OUTCOMES = {
@@ -239,6 +269,7 @@ class SqlQueue:
                         state=DeliveryState.SENDING,
                         lease_owner=self.worker_id,
                         lease_until=now + self.lease,
+                        started_at=None,
                         attempts=_T.c.attempts + 1,
                         updated_at=now,
                         resent_unknown=_T.c.resent_unknown
@@ -282,12 +313,21 @@ class SqlQueue:
                 update(AccountLease).where(col(AccountLease.owner) == self.worker_id).values(until=until)
             )
 
-    async def commit(self, rows: Sequence[Decided], now: datetime) -> None:
+    async def commit(self, rows: Sequence[Decided], now: datetime, start: Sequence[int] = ()) -> None:
         # Commits are serialised (one writer), so each statement here limits the whole worker's rate: one
-        # UPDATE for every row (a per-row ORM update cost ~1.5 ms), effects of errors aside.
-        if not rows:
+        # UPDATE for every row (a per-row ORM update cost ~1.5 ms), one for the rows starting, effects of
+        # errors aside.
+        if not rows and not start:
             return
         async with self._write() as s:
+            if start:
+                await (await s.connection()).execute(
+                    update(_T)
+                    .where(_T.c.id.in_(start), _T.c.lease_owner == self.worker_id)
+                    .values(started_at=now)
+                )
+            if not rows:
+                return
             dialect = s.get_bind().dialect
             stored = _stored_time(dialect)
             data = []
@@ -304,6 +344,7 @@ class SqlQueue:
                         "ids": list(r.message_ids),
                         "sent": r.sent,
                         "external": r.external_message_id,
+                        "twice": int(r.maybe_twice),  # counted with the possible duplicates
                     }
                 )
             await (await s.connection()).execute(
@@ -321,6 +362,10 @@ class SqlQueue:
             group = await s.get(ChatGroup, effect.group_id)
             if group is not None:
                 migrate_group(s, group, effect.new_id, now)
+        elif isinstance(effect, AdminsGone):
+            group = await s.get(ChatGroup, effect.group_id)
+            if group is not None:
+                await _admins_gone(s, group, effect.admins, now)
         elif isinstance(effect, AccountRefused):
             account = await s.get(Account, effect.account_id)
             if account is not None and account.status == AccountStatus.ACTIVE:
@@ -369,10 +414,11 @@ class SqlQueue:
         return int(max(result.rowcount, 0))  # type: ignore[attr-defined]
 
     async def recover(self, now: datetime) -> int:
+        expired = (col(Delivery.state) == DeliveryState.SENDING, col(Delivery.lease_until) < now)
         async with self._write() as s:
-            result = await s.execute(
+            maybe_sent = await s.execute(
                 update(Delivery)
-                .where(col(Delivery.state) == DeliveryState.SENDING, col(Delivery.lease_until) < now)
+                .where(*expired, col(Delivery.started_at).is_not(None))
                 .values(
                     state=DeliveryState.UNKNOWN,
                     lease_owner=None,
@@ -381,7 +427,37 @@ class SqlQueue:
                     last_error="lease expired during the send: outcome unknown",
                 )
             )
-        return int(max(result.rowcount, 0))  # type: ignore[attr-defined]
+            never_started = await s.execute(
+                update(Delivery)
+                .where(*expired, col(Delivery.started_at).is_(None))
+                .values(
+                    state=DeliveryState.QUEUED,
+                    lease_owner=None,
+                    lease_until=None,
+                    attempts=col(Delivery.attempts) - 1,
+                    updated_at=now,
+                    last_error="claimed by a worker that stopped before sending it",
+                )
+            )
+        return int(max(maybe_sent.rowcount, 0)) + int(max(never_started.rowcount, 0))  # type: ignore[attr-defined]
+
+    async def learned_rates(self) -> dict[int, float]:
+        async with self.app.transaction() as s:
+            rows = await s.execute(select(col(AccountRate.account_id), col(AccountRate.rate)))
+            return {int(a): float(r) for a, r in rows.all()}
+
+    async def remember_rates(self, rates: Mapping[int, float | None], now: datetime) -> None:
+        async with self._write() as s:
+            for account_id, rate in rates.items():
+                if rate is None:
+                    await s.execute(delete(AccountRate).where(col(AccountRate.account_id) == account_id))
+                    continue
+                stmt = upsert_insert(s)(AccountRate).values(account_id=account_id, rate=rate, updated_at=now)
+                await s.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["account_id"], set_={"rate": rate, "updated_at": now}
+                    )
+                )
 
     async def finish_dispatches(self) -> None:
         # Once per batch, not per commit: the check reads every row of a running dispatch.
@@ -421,3 +497,25 @@ class SqlQueue:
                 .limit(1)
             )
             return row.first() is not None
+
+
+async def _admins_gone(s: AsyncSession, group: ChatGroup, keys: Collection[str], now: datetime) -> None:
+    """Relay admins their channel says are gone: marked so, one alert each; the group becomes
+    unreachable only when no admin is left to reach."""
+    admins = [dict(a) for a in group.admins]
+    for admin in admins:
+        key = f"{admin.get('channel')}:{admin.get('address')}"
+        if key in keys and admin.get("status") != ADMIN_UNREACHABLE:
+            admin["status"] = ADMIN_UNREACHABLE
+            s.add(
+                Alert(
+                    kind="relay_admin_unreachable",
+                    group_id=group.id,
+                    message=f"relay admin {admin.get('name')} ({admin.get('channel')}) of group "
+                    f"{group.title!r} cannot be reached; the other admins still get the posts",
+                )
+            )
+    if admins != list(group.admins):
+        group.admins, group.updated_at = admins, now
+        if all(a.get("status") == ADMIN_UNREACHABLE for a in admins):
+            await mark_unreachable(s, group, "no relay admin can be reached", now)

@@ -6,11 +6,18 @@ of the queue contract itself. Several :class:`MemoryQueue` (workers) share one :
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from broadcaster.dispatch.outcomes import AccountRefused, Claimed, Decided, GroupGone, GroupMigrated
+from broadcaster.dispatch.outcomes import (
+    AccountRefused,
+    AdminsGone,
+    Claimed,
+    Decided,
+    GroupGone,
+    GroupMigrated,
+)
 from broadcaster.dispatch.queue import RUNNABLE
 from broadcaster.domain.states import (
     CLAIMABLE_WITHOUT_UNKNOWN,
@@ -33,6 +40,7 @@ class MemoryDelivery:
     attempts: int = 0
     lease_owner: str | None = None
     lease_until: datetime | None = None
+    started_at: datetime | None = None
     last_error: str | None = None
     message_ids: tuple[str, ...] = ()
     sent_at: datetime | None = None
@@ -51,6 +59,7 @@ class MemoryStore:
     accounts: dict[int, str] = field(default_factory=dict)
     account_leases: dict[int, tuple[str, datetime]] = field(default_factory=dict)
     alerts: list[str] = field(default_factory=list)
+    rates: dict[int, float] = field(default_factory=dict)  # learned account rates
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one writer, as in a database
 
 
@@ -105,6 +114,7 @@ class MemoryQueue:
                         now + self.lease,
                     )
                     d.attempts += 1
+                    d.started_at = None
                     claimed.append(
                         Claimed(d.id, d.dispatch_id, d.group_id, d.attempts, d.reminders, d.message_ids)
                     )
@@ -123,8 +133,12 @@ class MemoryQueue:
                 if owner == self.worker_id:
                     self.store.account_leases[account_id] = (owner, now + self.lease)
 
-    async def commit(self, rows: Sequence[Decided], now: datetime) -> None:
+    async def commit(self, rows: Sequence[Decided], now: datetime, start: Sequence[int] = ()) -> None:
         async with self.store.lock:
+            for delivery_id in start:
+                d = self.store.deliveries[delivery_id]
+                if d.lease_owner == self.worker_id:
+                    d.started_at = now
             for r in rows:
                 if r.effect is not None:
                     self._apply(r, now)
@@ -135,6 +149,7 @@ class MemoryQueue:
                 d.attempts, d.message_ids = r.attempts, r.message_ids
                 if r.sent and d.sent_at is None:
                     d.sent_at = now
+                d.resent_unknown += r.maybe_twice
                 d.lease_owner = d.lease_until = None
 
     def _apply(self, r: Decided, now: datetime) -> None:
@@ -152,6 +167,10 @@ class MemoryQueue:
             if ext != effect.new_id:
                 self.store.groups[effect.group_id] = (account, status, effect.new_id)
                 self.store.alerts.append(f"group_migrated {effect.group_id}")
+        elif isinstance(effect, AdminsGone):
+            self.store.alerts.extend(
+                f"relay_admin_unreachable {effect.group_id} {key}" for key in effect.admins
+            )
         elif (
             isinstance(effect, AccountRefused)
             and self.store.accounts.get(effect.account_id) == AccountStatus.ACTIVE
@@ -185,10 +204,30 @@ class MemoryQueue:
         async with self.store.lock:
             for d in self.store.deliveries.values():
                 if d.state == DeliveryState.SENDING and d.lease_until is not None and d.lease_until < now:
-                    d.state, d.lease_owner, d.lease_until = DeliveryState.UNKNOWN, None, None
-                    d.last_error = "lease expired during the send: outcome unknown"
+                    if d.started_at is not None:  # maybe sent
+                        d.state, d.last_error = (
+                            DeliveryState.UNKNOWN,
+                            "lease expired during the send: outcome unknown",
+                        )
+                    else:
+                        d.state, d.last_error = (
+                            DeliveryState.QUEUED,
+                            "claimed by a worker that stopped before sending it",
+                        )
+                        d.attempts -= 1
+                    d.lease_owner = d.lease_until = None
                     count += 1
         return count
+
+    async def learned_rates(self) -> dict[int, float]:
+        return dict(self.store.rates)
+
+    async def remember_rates(self, rates: Mapping[int, float | None], now: datetime) -> None:
+        for account_id, rate in rates.items():
+            if rate is None:
+                self.store.rates.pop(account_id, None)
+            else:
+                self.store.rates[account_id] = rate
 
     async def finish_dispatches(self) -> None:
         async with self.store.lock:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from broadcaster.domain.models import Attachment
-from broadcaster.domain.ports import Admin, Media, Target
+from broadcaster.domain.ports import ADMIN_ACTIVE, Admin, Media, Target
 from broadcaster.units.tree import UnitTree
 
 # Which template variable each level of the tree fills.
@@ -63,7 +63,9 @@ def target_for(group: GroupView, tree: UnitTree, variables: dict[str, str] | Non
         external_id=group.external_id,
         title=group.title,
         mode=group.mode,
-        admins=tuple(Admin(a["name"], a["channel"], a["address"]) for a in group.admins),
+        admins=tuple(
+            Admin(a["name"], a["channel"], a["address"], a.get("status", ADMIN_ACTIVE)) for a in group.admins
+        ),
         variables=variables if variables is not None else variables_for(tree, group.unit_id),
     )
 

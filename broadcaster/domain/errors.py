@@ -71,6 +71,10 @@ class DeliveryError(CnsError):
     # The ids of the messages of this send that went out before the error (a post of several messages
     # failing at part k): kept with the delivery so the retry resumes at part k.
     sent_ids: tuple[str, ...] = ()
+    gone_admins: tuple[str, ...] = ()  # relay: admins (``channel:address``) their channel says are gone
+    # The failing request may have reached the platform all the same (a timeout, a connection dropped
+    # after it was sent): the retry may show that message twice, and is counted as a possible duplicate.
+    maybe_sent: bool = False
 
     def __init__(self, reason: str) -> None:
         self.reason = reason

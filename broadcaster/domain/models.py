@@ -348,6 +348,9 @@ class Delivery(SQLModel, table=True):
     message_ids: list[str] = _json_list()
     lease_owner: str | None = Field(default=None, max_length=64)
     lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # When this claim's request was about to leave (None: claimed, not yet handed to a sender). A row
+    # whose lease runs out is "unknown" (maybe sent) only if started; otherwise it simply waits again.
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resent_unknown: int = 0  # times re-sent after a crash left it "unknown": the possible duplicates
     confirmed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # relay: the admin posted it
@@ -495,6 +498,17 @@ class AccountLease(SQLModel, table=True):
     account_id: int = Field(foreign_key="account.id", primary_key=True)
     owner: str = Field(max_length=64)
     until: datetime = Field(sa_type=UTCDateTime)
+
+
+class AccountRate(SQLModel, table=True):
+    """The pace a platform really allowed an account (learned from its 429s, below the configured rate),
+    so a worker that starts again does not have to learn it again with more 429s."""
+
+    __tablename__ = "account_rate"
+
+    account_id: int = Field(foreign_key="account.id", primary_key=True)
+    rate: float  # messages per second
+    updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class Alert(SQLModel, table=True):

@@ -14,12 +14,21 @@ from typing import Any, Protocol, runtime_checkable
 
 from broadcaster.domain.states import GroupMode
 
+ADMIN_ACTIVE, ADMIN_UNREACHABLE = "active", "unreachable"  # a relay admin's status (chat_group.admins)
+
 
 @dataclass(frozen=True, slots=True)
 class Admin:
+    """A relay group's admin: who forwards the posts into the group, reached through ``channel``."""
+
     name: str
     channel: str
     address: str
+    status: str = ADMIN_ACTIVE  # ADMIN_UNREACHABLE once their channel said they are gone (unfollowed...)
+
+    @property
+    def key(self) -> str:
+        return f"{self.channel}:{self.address}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +94,7 @@ class SendResult:
 
     message_ids: tuple[str, ...]
     accepted_only: bool = False  # accepted but not yet posted (Telegram scheduled video, webhook 202)
+    gone_admins: tuple[str, ...] = ()  # relay: admins (``channel:address``) their channel says are gone
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,6 +116,26 @@ def contains_credential(value: str) -> bool:
     return any(p.search(value) for p in _CREDENTIAL_PATTERNS)
 
 
+def _parameters(text: str) -> list[tuple[str, str]]:
+    """The ``name=value`` pairs of a query or fragment, separated by ``&`` or ``;``."""
+    return [pair for chunk in text.split(";") for pair in parse_qsl(chunk, keep_blank_values=True)]
+
+
+def url_secrets(url: str) -> list[str]:
+    """What in ``url`` carries a secret, by name: its query or fragment parameters named like secrets
+    (``?secret_key=...``, ``#access_token=...``, any scheme or none), and ``password`` for a password in
+    the URL itself. The names :func:`redact_url` hides in outputs; settings refuse them. Never a value."""
+    try:
+        parts = urlsplit(url.strip())
+        password = parts.password
+    except ValueError:  # not a URL at all (an unbalanced "[" in the host): nothing to find
+        return []
+    found = [k for k, _ in _parameters(parts.query) + _parameters(parts.fragment) if looks_secret(k)]
+    if password is not None:
+        found.append("password")
+    return list(dict.fromkeys(found))
+
+
 def redact_url(url: str) -> str:
     """Hide the password and secret-looking query values of a URL."""
     parts = urlsplit(url)

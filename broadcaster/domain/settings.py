@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from broadcaster.domain.errors import ConfigError
 
@@ -18,7 +20,8 @@ DEFAULT_ATTACHMENT_MAX_BYTES = 20 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Process-wide settings. Every field has an environment variable (see the README)."""
+    """Process-wide settings. Every field has an environment variable (see the README), except
+    ``stored_link_key``: the key ``cns init`` stored with the database, read when the database is opened."""
 
     database_url: str = DEFAULT_DATABASE_URL
     user: str | None = None
@@ -26,7 +29,8 @@ class Settings:
     attachment_max_bytes: int = DEFAULT_ATTACHMENT_MAX_BYTES
     token_dir: Path = Path("cns-tokens")  # rotating OAuth tokens (Zalo), one 0600 file per account
     public_url: str = "http://127.0.0.1:8080"  # where `cns serve` is reached: links, confirmations
-    link_secret: str = ""  # keys the confirmation links; set CNS_LINK_SECRET in production
+    link_secret: str = ""  # keys the confirmation links (CNS_LINK_SECRET); else stored_link_key
+    stored_link_key: str = ""  # the random key `cns init` stored with the database (not from the environment)
     pseudonym_key: str = ""  # keys the hash of citizens' platform ids (CNS_PSEUDONYM_KEY); else link_secret
     raw_retention_days: int = 30  # raw webhook bodies are purged after this many days
     hook_max_bytes: int = 1024 * 1024  # larger webhook bodies get 413
@@ -58,11 +62,39 @@ class Settings:
         )
 
     def key_for_links(self) -> bytes:
-        """Keys tracked-link codes and relay confirmation tokens."""
-        return (self.link_secret or f"unset:{self.database_url}").encode()
+        """Keys tracked-link codes and relay confirmation tokens: CNS_LINK_SECRET, else the random key
+        ``cns init`` stored with the database, else (a database without one) a fallback anyone who knows
+        the database URL can compute, which ``cns serve`` refuses on a public address."""
+        return (self.link_secret or self.stored_link_key).encode() or self.legacy_link_key()
+
+    @property
+    def link_key_is_guessable(self) -> bool:
+        """No CNS_LINK_SECRET and no key stored with the database: links and confirmations are forgeable."""
+        return not (self.link_secret or self.stored_link_key)
+
+    def legacy_link_key(self) -> bytes:
+        """The fallback key (derived from the database URL) that keyed links and pseudonyms before a key
+        was stored with the database: privacy requests still look for what was pseudonymised with it."""
+        return f"unset:{self.database_url}".encode()
 
     def key_for_pseudonyms(self) -> bytes:
         return self.pseudonym_key.encode() if self.pseudonym_key else self.key_for_links()
+
+    @property
+    def public_url_is_local(self) -> bool:
+        """Whether CNS_PUBLIC_URL names this machine only (localhost, a loopback address)."""
+        return is_loopback_host(urlsplit(self.public_url).hostname or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` (or a name under ``.localhost``) or a loopback address (127.0.0.0/8, ::1)."""
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _hour(env: Mapping[str, str], name: str) -> int | None:

@@ -2,16 +2,20 @@
 
 Every edit adds an immutable revision whose SHA-256 covers title, body, category, links and attachment
 hashes. An approval pins one revision by that hash; an edit after approval returns the item to draft,
-so the new text needs its own approval. Nobody approves a revision they wrote.
+so the new text needs its own approval. Nobody approves text they wrote: an approver who wrote any
+revision since the item's last approval (or since it was created) may not approve it, however small the
+later edits of others (a title changed by someone else does not make the body's author a second pair of
+eyes). A scoped user sees the content written or approved by someone scoped inside their subtree, and
+the content dispatched into it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from sqlalchemy import insert, select
@@ -19,14 +23,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from broadcaster.directory import audit
-from broadcaster.directory.users import Actor, Permission
+from broadcaster.directory.users import Actor, Permission, scope_units
 from broadcaster.domain.errors import InputError, NotFound, PermissionDenied, WorkflowError
-from broadcaster.domain.models import Approval, ContentItem, ContentRevision, RevisionAttachment, User, pk
+from broadcaster.domain.models import (
+    Approval,
+    ContentItem,
+    ContentRevision,
+    Delivery,
+    Dispatch,
+    RevisionAttachment,
+    User,
+    pk,
+)
 from broadcaster.domain.sqltypes import utcnow
 from broadcaster.domain.states import ApprovalDecision, ContentStatus
+from broadcaster.domain.timeutil import today as local_today
 from broadcaster.editorial import attachments
 from broadcaster.storage.csvio import nfc
 from broadcaster.units.naming import fold
+from broadcaster.units.tree import load_tree
 from content.markdown import URL_PATTERN, parse
 
 CATEGORIES = ("chính quyền số", "kinh tế số", "xã hội số", "giáo dục số")
@@ -274,11 +289,7 @@ async def approve(
             f"content {content_id}: revision {revision_number} is not the latest ({item.latest_revision})"
         )
     revision = await latest_revision(session, item)
-    if revision.author_id == actor.id:
-        raise PermissionDenied(
-            f"user {actor.name} wrote revision {revision.number} of content {content_id} "
-            "and may not approve it"
-        )
+    await _require_fresh_eyes(session, actor, item)
     recomputed = revision_hash(
         revision.title, revision.body, revision.category, revision.links, revision.attachments
     )
@@ -306,6 +317,42 @@ async def approve(
         after={"status": item.status, "revision": revision.number, "sha256": revision.sha256},
     )
     return approval
+
+
+async def _require_fresh_eyes(session: AsyncSession, actor: Actor, item: ContentItem) -> None:
+    """Four eyes: refuse the approval when ``actor`` wrote any revision since the item's last approval
+    (or since it was created): the text to approve is all that was written since, not only the latest
+    revision's change."""
+    last = (
+        await session.execute(
+            select(col(ContentRevision.number))
+            .join(Approval, col(Approval.revision_id) == col(ContentRevision.id))
+            .where(col(Approval.content_id) == item.id, col(Approval.decision) == ApprovalDecision.APPROVED)
+            .order_by(col(Approval.id).desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    mine = (
+        (
+            await session.execute(
+                select(col(ContentRevision.number))
+                .where(
+                    col(ContentRevision.content_id) == item.id,
+                    col(ContentRevision.number) > (last or 0),
+                    col(ContentRevision.author_id) == actor.id,
+                )
+                .order_by(col(ContentRevision.number))
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if mine:
+        which = f"revision {mine[0]}" if len(mine) == 1 else f"revisions {', '.join(map(str, mine))}"
+        since = f"since its last approval (revision {last})" if last is not None else "since it was created"
+        raise PermissionDenied(
+            f"user {actor.name} wrote {which} of content {item.id} {since} and may not approve it"
+        )
 
 
 async def reject(session: AsyncSession, actor: Actor, content_id: int, reason: str) -> Approval:
@@ -446,8 +493,60 @@ class Rejected:
     reason: str
 
 
-async def show(session: AsyncSession, content_id: int) -> ContentDetail:
+async def visible_content(
+    session: AsyncSession, actor: Actor, today: date, among: Collection[int] | None = None
+) -> set[int] | None:
+    """The content ``actor`` may see (of ``among``, when given): None for an unscoped user (all of it);
+    for a scoped one, the content written (any revision) or approved by a user scoped inside their
+    subtree, and the content whose dispatches reached a unit inside it (on ``today``'s tree)."""
+    actor.require(Permission.VIEW)
+    inside = await scope_units(session, actor, await load_tree(session, today))
+    if inside is None:
+        return None
+    people = [
+        uid
+        for uid, scope in await session.execute(select(col(User.id), col(User.scope_unit_id)))
+        if scope in inside
+    ]
+    only = sorted(among) if among is not None else None
+    visible: set[int] = set()
+    for start in range(0, len(people), 500):
+        chunk = people[start : start + 500]
+        wrote = select(col(ContentRevision.content_id)).where(col(ContentRevision.author_id).in_(chunk))
+        approved = select(col(Approval.content_id)).where(
+            col(Approval.user_id).in_(chunk), col(Approval.decision) == ApprovalDecision.APPROVED
+        )
+        if only is not None:
+            wrote = wrote.where(col(ContentRevision.content_id).in_(only))
+            approved = approved.where(col(Approval.content_id).in_(only))
+        visible.update((await session.execute(wrote.distinct())).scalars())
+        visible.update((await session.execute(approved.distinct())).scalars())
+    units = sorted(inside)
+    for start in range(0, len(units), 500):
+        reached = (
+            select(col(Dispatch.content_id))
+            .join(Delivery, col(Delivery.dispatch_id) == col(Dispatch.id))
+            .where(col(Delivery.unit_id).in_(units[start : start + 500]))
+        )
+        if only is not None:
+            reached = reached.where(col(Dispatch.content_id).in_(only))
+        visible.update((await session.execute(reached.distinct())).scalars())
+    return visible
+
+
+async def show(
+    session: AsyncSession, content_id: int, *, actor: Actor | None = None, today: date | None = None
+) -> ContentDetail:
+    """An item with its revisions and decisions; with ``actor``, only content they may see (see
+    :func:`visible_content`)."""
     item = await get(session, content_id)
+    if actor is not None:
+        visible = await visible_content(session, actor, today or local_today(), [content_id])
+        if visible is not None and content_id not in visible:
+            raise PermissionDenied(
+                f"content {content_id} is outside user {actor.name}'s scope {actor.scope_code}: nobody "
+                "scoped there wrote or approved it, and it was not dispatched there"
+            )
     names = dict((await session.execute(select(col(User.id), col(User.name)))).all())
     revisions = (
         await session.execute(
@@ -499,7 +598,15 @@ async def show(session: AsyncSession, content_id: int) -> ContentDetail:
     )
 
 
-async def list_items(session: AsyncSession, status: str | None = None) -> list[ContentSummary]:
+async def list_items(
+    session: AsyncSession,
+    status: str | None = None,
+    *,
+    actor: Actor | None = None,
+    today: date | None = None,
+) -> list[ContentSummary]:
+    """Content items with their latest revision's title; with ``actor``, only those they may see (see
+    :func:`visible_content`)."""
     query = (
         select(ContentItem, ContentRevision)
         .join(
@@ -513,7 +620,9 @@ async def list_items(session: AsyncSession, status: str | None = None) -> list[C
         if status not in TRANSITIONS:
             raise InputError(f"unknown status {status!r} (statuses: {', '.join(TRANSITIONS)})")
         query = query.where(col(ContentItem.status) == status)
+    visible = None if actor is None else await visible_content(session, actor, today or local_today())
     return [
         ContentSummary(pk(item.id), item.status, rev.title, rev.category, rev.number, item.approved_revision)
         for item, rev in (await session.execute(query))
+        if visible is None or item.id in visible
     ]

@@ -1,5 +1,6 @@
 """Stored webhook events a person should look at: those naming nothing we know, and those that failed
-(``GET /api/unmatched``)."""
+(``GET /api/unmatched``). They belong to no unit, so only unscoped admins see them (a scoped admin's
+list is empty, as their other lists hold only what lies in their subtree)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,11 @@ class UnmatchedEvent:
 
 
 async def list_unmatched(session: AsyncSession, actor: Actor, *, limit: int = 100) -> list[UnmatchedEvent]:
-    """The latest unmatched or failed events, newest first (group managers only)."""
+    """The latest unmatched or failed events, newest first (group managers without a scope only: an
+    event that names no group of ours lies in nobody's subtree)."""
     actor.require(Permission.MANAGE_GROUPS)
+    if actor.scope_unit_id is not None:
+        return []
     rows = (
         await session.execute(
             select(InboundEvent)

@@ -25,7 +25,7 @@ from sqlmodel import col
 
 from broadcaster.directory.group_check import match_title
 from broadcaster.directory.group_events import mark_unreachable, migrate_group, set_status
-from broadcaster.domain.errors import CnsError
+from broadcaster.domain.errors import CnsError, DatabaseUnavailable
 from broadcaster.domain.models import (
     Alert,
     ChatGroup,
@@ -105,9 +105,14 @@ class EventStore:
                         p.done.set_result(None)
 
     async def _one_by_one(self, batch: list[_Pending]) -> None:
-        for p in batch:
+        for i, p in enumerate(batch):
             try:
                 await self._insert([p.row])
+            except DatabaseUnavailable as exc:  # not this row's fault: every waiting request gets it
+                for waiting in batch[i:]:
+                    if not waiting.done.done():
+                        waiting.done.set_exception(exc)
+                return
             except Exception as exc:
                 if not p.done.done():
                     p.done.set_exception(exc)

@@ -2,9 +2,13 @@
 
 The tree is the one valid on the month's last day, so June 2025 rolls villages up through communes and
 districts to the province, and July 2025 (after the reform) through communes straight to the province.
-Each unit's ``total`` is its ``own`` figures (its own groups) plus the totals of its children. Member
-counts are the latest snapshot before the month ends; a group never counted is *unknown* (reported as
-``members_unknown_groups``), never 0. Rates are ``None`` when their denominator is 0.
+Each unit's ``total`` is its ``own`` figures (its own groups) plus the totals of its children, for every
+count (``ADDITIVE``); the rates are then computed from those sums, never added. A unit counts itself in
+its own figures: ``units`` is 1 and ``units_covered`` is 1 when it has an active group of its own, so
+its total ``units`` is the number of units in its subtree, itself included. Member counts are the latest
+snapshot before the month ends; a group never counted is *unknown* (reported as
+``members_unknown_groups``), never 0: ``members`` is None when no active group's count is known.
+Rates are ``None`` when their denominator is 0.
 """
 
 from __future__ import annotations
@@ -55,6 +59,10 @@ COUNTS = (
     "reactions",
     "clicks",
 )
+# What the roll-up adds and ``Totals`` shows: every count (``members`` None standing for no count known).
+ADDITIVE = COUNTS
+# Counted but not shown: how many active groups' member counts are known (``members`` is None when none is).
+_COUNTED = (*COUNTS, "members_known_groups")
 
 
 def month_bounds(month: str) -> tuple[date, datetime, datetime]:
@@ -99,10 +107,10 @@ class Totals:
 
 @dataclass(slots=True)
 class Figures:
-    values: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    values: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTED, 0))
 
     def add(self, other: Figures) -> None:
-        for key in COUNTS:
+        for key in _COUNTED:
             self.values[key] += other.values[key]
 
     def totals(self) -> Totals:
@@ -113,8 +121,8 @@ class Figures:
             groups_unreachable=v["groups_unreachable"],
             units=v["units"],
             units_covered=v["units_covered"],
-            # nothing known: unknown, not 0
-            members=None if v["members_unknown_groups"] and not v["members"] else v["members"],
+            # no active group's count known: unknown, not 0 (no active group at all: 0)
+            members=None if v["members_unknown_groups"] and not v["members_known_groups"] else v["members"],
             members_unknown_groups=v["members_unknown_groups"],
             posts_planned=v["posts_planned"],
             posts_delivered=v["posts_delivered"],
@@ -201,12 +209,12 @@ async def monthly(
     totals: dict[int, Figures] = {}
     order = list(tree.subtree(root.id))
     for node in reversed(order):  # children before parents
+        mine = own.setdefault(node.id, Figures())
+        # a unit counts itself in its own figures, so once in its total and in each total above it
+        mine.values["units"] = 1
+        mine.values["units_covered"] = 1 if mine.values["groups_active"] else 0
         figures = Figures()
-        mine = own.get(node.id)
-        if mine is not None:
-            figures.add(mine)
-        figures.values["units"] = 1
-        figures.values["units_covered"] = 1 if mine is not None and mine.values["groups_active"] else 0
+        figures.add(mine)
         for child in node.children:
             if child in totals:
                 figures.add(totals[child])
@@ -220,7 +228,7 @@ async def monthly(
                 node.name,
                 node.level,
                 parent.code if parent else None,
-                (own.get(node.id) or Figures()).totals(),
+                own[node.id].totals(),
                 totals[node.id].totals(),
             )
         )
@@ -363,5 +371,6 @@ async def _members(
         v = figures[unit_id].values
         if group_id in known:
             v["members"] += int(known[group_id])
+            v["members_known_groups"] += 1
         else:
             v["members_unknown_groups"] += 1

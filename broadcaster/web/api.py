@@ -93,7 +93,7 @@ async def content_list(request: web.Request) -> web.Response:
     status = request.query.get("status")
 
     async def work(s: AsyncSession, actor: Actor) -> list[workflow.ContentSummary]:
-        return await workflow.list_items(s, status)
+        return await workflow.list_items(s, status, actor=actor, today=today())
 
     return await _call(request, work)
 
@@ -102,7 +102,7 @@ async def content_show(request: web.Request) -> web.Response:
     from broadcaster.editorial import workflow
 
     async def work(s: AsyncSession, actor: Actor) -> workflow.ContentDetail:
-        return await workflow.show(s, _int(request, "id", query=False) or 0)
+        return await workflow.show(s, _int(request, "id", query=False) or 0, actor=actor, today=today())
 
     return await _call(request, work)
 

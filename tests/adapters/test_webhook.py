@@ -96,14 +96,15 @@ async def test_faults_become_transient_errors(gateway: Running) -> None:
         gateway.url, Secret(SECRET), session=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.5))
     )
     try:
-        for config, message in (
-            (FaultConfig(error_rate=1.0), "HTTP 502"),
-            (FaultConfig(drop_rate=1.0), "webhook send: (ServerDisconnectedError|ClientOSError)"),
-            (FaultConfig(timeout_rate=1.0, hang=2.0), "timed out"),
+        for config, message, maybe_read in (
+            (FaultConfig(error_rate=1.0), "HTTP 502", False),
+            (FaultConfig(drop_rate=1.0), "webhook send: (ServerDisconnectedError|ClientOSError)", True),
+            (FaultConfig(timeout_rate=1.0, hang=2.0), "timed out", True),
         ):
             state.faults.configure(config)
-            with pytest.raises(TransientError, match=message):
+            with pytest.raises(TransientError, match=message) as failed:
                 await sender.send(TARGET, _message(), f"f-{message}")  # type: ignore[arg-type]
+            assert failed.value.maybe_sent is maybe_read  # a 502 was refused; the others may have been read
         state.faults.configure(FaultConfig(burst_every=3, burst_length=2))
         outcomes = []
         for i in range(6):

@@ -140,3 +140,35 @@ async def test_bad_content_and_roles(app: App, tmp_path: Path) -> None:
     with pytest.raises(PermissionDenied, match="may not approve"):
         async with app.transaction() as s:
             await workflow.approve(s, ed, cid)
+
+
+async def test_no_approval_by_an_author_of_any_revision_since_the_last_approval(app: App) -> None:
+    """Someone else editing only the title does not make the body's author a second pair of eyes."""
+    await _world(app)
+    await add_users(app, [("ap3", "approver", None)])
+    ap, ap2, ap3 = await actor(app, "ap"), await actor(app, "ap2"), await actor(app, "ap3")
+    async with app.transaction() as s:
+        item, _ = await workflow.create(s, ap, title="T", body=BODY, category="kinh tế số", max_bytes=10)
+    cid = item.id or 0
+    async with app.transaction() as s:
+        await workflow.edit(s, ap2, cid, title="Tiêu đề mới", max_bytes=10)  # revision 2: the title only
+        await workflow.submit(s, ap2, cid)
+    with pytest.raises(PermissionDenied, match=r"ap wrote revision 1 of content \d+ since it was created"):
+        async with app.transaction() as s:
+            await workflow.approve(s, ap, cid)
+    with pytest.raises(PermissionDenied, match="ap2 wrote revision 2"):
+        async with app.transaction() as s:
+            await workflow.approve(s, ap2, cid)
+    async with app.transaction() as s:
+        await workflow.approve(s, ap3, cid)
+    # After that approval, only what was written since counts: ap2's revision 2 is behind it.
+    async with app.transaction() as s:
+        await workflow.edit(s, ap, cid, body=BODY + "\n\nCập nhật.", max_bytes=10)
+        await workflow.edit(s, ap3, cid, title="Tiêu đề 3", max_bytes=10)
+        await workflow.submit(s, ap, cid)
+    for who, wrote in ((ap, "3"), (ap3, "4")):
+        with pytest.raises(PermissionDenied, match=f"wrote revision {wrote} .* since its last approval"):
+            async with app.transaction() as s:
+                await workflow.approve(s, who, cid)
+    async with app.transaction() as s:
+        assert (await workflow.approve(s, ap2, cid)).user_id == ap2.id

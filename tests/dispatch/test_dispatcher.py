@@ -209,11 +209,12 @@ async def test_a_send_keeps_its_slot_until_its_outcome_is_committed(
             self.peak = max(self.peak, self.sent - self.committed)
             return outcome
 
-        async def commit(self, outcomes: Any) -> None:
+        async def commit(self, outcomes: Any, start: Any = ()) -> None:
             await asyncio.sleep(0.2)  # a slow database
-            await super().commit(outcomes)
+            await super().commit(outcomes, start)
             self.committed += len(outcomes)
-            self.commits.append(len(outcomes))
+            if outcomes:
+                self.commits.append(len(outcomes))
 
     platforms = _memories()
     worker = SlowDatabase(
@@ -237,17 +238,22 @@ async def test_crash_leaves_unknown_then_resent_and_counted(app: App, tmp_path: 
     clock = Clock(frozen=False)
     dead = _dispatcher(app, platforms, clock, lease_seconds=30, worker_id="dead")
     claimed = await dead.claim()
-    assert len(claimed) == 5  # ... and the worker dies before any outcome is committed
+    assert len(claimed) == 5
+    # ... three requests start (marked before they leave), then the worker dies before any outcome
+    await dead.commit([], start=[c.delivery_id for c in claimed[:3]])
     assert await _states(app) == {"sending": 5}
     survivor = _dispatcher(app, platforms, clock, worker_id="alive")
     assert await survivor.recover() == 0  # leases still valid: not touched
     clock.now += timedelta(seconds=31)
     assert await survivor.recover() == 5
-    assert await _states(app) == {"unknown": 5}
+    # maybe sent: unknown; never handed to a sender: simply waiting again, not a possible duplicate
+    assert await _states(app) == {"unknown": 3, "queued": 2}
     await survivor.run(asyncio.Event(), until_idle=True)
     async with app.transaction() as s:
         resent = (await s.execute(select(func.sum(Delivery.resent_unknown)))).scalar_one()  # type: ignore[arg-type]
-    assert resent == 5 and (await _states(app)) == {"sent": 4, "awaiting_confirmation": 1}
+        attempts = (await s.execute(select(func.max(Delivery.attempts)))).scalar_one()  # type: ignore[arg-type]
+    assert resent == 3 and (await _states(app)) == {"sent": 4, "awaiting_confirmation": 1}
+    assert attempts == 2  # the started ones: tried twice; the others once
     held = _dispatcher(app, platforms, clock, unknown_policy="hold")
     assert held.unknown_policy == "hold"
 
@@ -517,3 +523,55 @@ async def test_a_relay_package_that_broke_off_resumes_and_recall_takes_back_the_
     )
     assert "part-1" in platforms["webhook"].deleted  # the part in the group is taken back
     assert report.skipped == 1 and report.by_platform["webhook"] == {"deleted": 1}
+
+
+async def test_a_rate_lowered_by_429s_is_remembered_for_the_next_worker(app: App, tmp_path: Path) -> None:
+    """The pace a platform allowed (learned from its 429) is kept per account, so the next worker starts
+    there instead of learning it again with more 429s."""
+    await _world(app, tmp_path)
+    platforms = _memories()
+    platforms["telegram"].fail_next(RateLimited("telegram: 429", 0.1))
+    first = _dispatcher(app, platforms)
+    await first.run(asyncio.Event(), until_idle=True)
+    async with app.transaction() as s:
+        tg = (await s.execute(select(Account).where(Account.platform == "telegram"))).scalar_one()  # type: ignore[arg-type]
+    learned = first.limits.accounts[tg.id or 0].rate  # type: ignore[index]
+    assert learned < 30 * 0.97
+    second = _dispatcher(app, _memories())
+    await second.run(asyncio.Event(), until_idle=True)
+    assert second.limits.learned[tg.id or 0] == pytest.approx(learned, rel=0.01)
+
+
+async def test_one_unreachable_relay_admin_does_not_make_the_group_unreachable(
+    app: App, tmp_path: Path
+) -> None:
+    """Each relay admin's channel has its own status: an admin who unfollowed is marked unreachable (and
+    an alert says so) while the group keeps getting posts through the others; only when no admin can be
+    reached is the group unreachable (and the next dispatch says it left it out)."""
+    await _world(app, tmp_path)
+    async with app.transaction() as s:
+        relay = (await s.execute(select(ChatGroup).where(ChatGroup.mode == "relay"))).scalar_one()  # type: ignore[arg-type]
+        relay.admins = [
+            {"name": "Lò Văn Pọm", "channel": "telegram", "address": "555"},
+            {"name": "Tao Thị Hoa", "channel": "webhook", "address": "777"},
+        ]
+    platforms = _memories()
+    platforms["telegram"].gone.add("555")  # Pọm blocked the bot
+    await _dispatcher(app, platforms).run(asyncio.Event(), until_idle=True)
+    async with app.transaction() as s:
+        group = await s.get(ChatGroup, relay.id)
+        alerts = [a.kind for a in (await s.execute(select(Alert))).scalars()]
+        delivery = (await s.execute(select(Delivery).where(Delivery.group_id == relay.id))).scalar_one()  # type: ignore[arg-type]
+    assert group is not None and group.status == "active"
+    assert [a.get("status", "active") for a in group.admins] == ["unreachable", "active"]
+    assert alerts == ["relay_admin_unreachable"]
+    assert delivery.state == "awaiting_confirmation" and platforms["webhook"].sent.get("777")
+
+    platforms["webhook"].gone.add("777")  # now the last admin too
+    async with app.transaction() as s:
+        await s.execute(update(Delivery).where(Delivery.group_id == relay.id).values(state="queued"))  # type: ignore[arg-type]
+        await s.execute(update(Dispatch).values(status="running"))  # a reminder round, say
+    await _dispatcher(app, platforms).run(asyncio.Event(), until_idle=True)
+    async with app.transaction() as s:
+        group = await s.get(ChatGroup, relay.id)
+    assert group is not None and group.status == "unreachable"

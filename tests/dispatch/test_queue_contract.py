@@ -281,6 +281,7 @@ async def test_an_outcome_after_the_lease_was_taken_over_is_ignored(world: Harne
     dead, alive = world.queue("dead"), world.queue("alive")
     claimed = await dead.claim(now, 10)
     assert len(claimed) == 5
+    await dead.commit([], now, start=[c.delivery_id for c in claimed])  # their requests left
     assert await alive.recover(now) == 0  # the leases are still valid
     after = now + LEASE + timedelta(seconds=1)
     assert await alive.recover(after) == 5
@@ -390,3 +391,38 @@ async def test_dispatch_is_done_when_nothing_is_left(world: Harness) -> None:
     assert not await queue.anything_left(now + timedelta(seconds=60))
     await queue.finish_dispatches()
     assert await world.dispatch_status() == "done"
+
+
+async def test_only_rows_whose_request_started_become_unknown(world: Harness) -> None:
+    """A worker dies with 5 rows claimed, 2 of them started: those 2 may have been sent (``unknown``,
+    counted when sent again); the 3 never handed to a sender wait again, their attempt not charged."""
+    now = utcnow()
+    dead = world.queue("dead")
+    claimed = await dead.claim(now, 10)
+    started = [c.delivery_id for c in claimed[:2]]
+    await dead.commit([], now, start=started)
+    after = now + LEASE + timedelta(seconds=1)
+    assert await world.queue("alive").recover(after) == 5
+    for d in world.deliveries:
+        row = await world.delivery(d)
+        expected = ("unknown", 1) if d in started else ("queued", 0)
+        assert (row["state"], row["attempts"], row["lease_owner"]) == (*expected, None), d
+    again = await world.queue("alive").claim(after, 10)
+    assert len(again) == 5
+    assert sum([(await world.delivery(d))["resent_unknown"] for d in world.deliveries]) == 2
+
+
+async def test_a_retry_after_a_failure_that_may_have_been_read_is_counted(world: Harness) -> None:
+    """A timeout or a connection dropped after sending: the retry may show the message twice, so it is
+    counted with the possible duplicates (a definite refusal is not)."""
+    now = utcnow()
+    queue = world.queue("w")
+    first, second = (c.delivery_id for c in await queue.claim(now, 2))
+    await queue.commit(
+        [
+            Decided(first, "errored", now, "timed out", 1, maybe_twice=True),
+            Decided(second, "errored", now, "503", 1),
+        ],
+        now,
+    )
+    assert [(await world.delivery(d))["resent_unknown"] for d in (first, second)] == [1, 0]

@@ -100,3 +100,41 @@ def test_redaction() -> None:
     for leaked in ("abc", "zzz", TOKEN, '"p"'):
         assert leaked not in out
     assert "env:A" in out and "v=1" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "parameter"),
+    [
+        ({"oauth_url": "https://oauth.example/?secret_key=abc123"}, "secret_key"),
+        ({"base_url": "https://api.example/v3?app_id=1&access_token=abc123"}, "access_token"),
+        ({"callback": "HTTPS://h.example/cb?x=1&Api_Key=abc123"}, "Api_Key"),
+        ({"hook_url": "http://h.example/cb?client%5Fsecret=abc123"}, "client_secret"),
+        ({"oauth_url": "https://h.example/cb#access_token=abc123"}, "access_token"),
+        ({"oauth_url": "https://h.example/cb?a=1;password=abc123"}, "password"),
+        ({"oauth_url": "wss://h.example/ws?token=abc123"}, "token"),
+        ({"oauth_url": "https://user:abc123@h.example/"}, "password"),
+    ],
+)
+async def test_secrets_in_setting_urls_are_refused(app: App, extra: dict[str, str], parameter: str) -> None:
+    """What redaction would hide in an output is refused as input: it would sit in the database."""
+    await seed_lai_chau(app, villages=False)
+    admin = await actor(app, "admin")
+    with pytest.raises(InputError, match=f"setting '{next(iter(extra))}' carries a secret") as info:
+        async with app.transaction() as s:
+            await accounts.add_account(
+                s, admin, "zalo", "zalo", secret_ref="env:Z", settings={"app_id": "1", **extra}
+            )
+    assert parameter in str(info.value) and "abc123" not in str(info.value)
+    async with app.sessions() as s:
+        assert (await s.execute(select(Account))).first() is None
+
+
+async def test_urls_without_secrets_are_kept(app: App) -> None:
+    await seed_lai_chau(app, villages=False)
+    admin = await actor(app, "admin")
+    url = "https://oauth.zaloapp.com/v4/oa/access_token?app_id=1&lang=vi"  # a secret word in the path only
+    async with app.transaction() as s:
+        account = await accounts.add_account(
+            s, admin, "zalo", "zalo", secret_ref="env:Z", settings={"app_id": "1", "oauth_url": url}
+        )
+    assert account.settings["oauth_url"] == url

@@ -182,3 +182,100 @@ async def test_list_by_subtree(app: App, tmp_path: Path) -> None:
         hooks = await groups.list_groups(s, today=TODAY, platform="webhook")
     assert sorted(g.external_id for g in inside) == ["a", "c"]
     assert [g.external_id for g in hooks] == ["c"]
+
+
+async def _stored(app: App, external_id: str) -> ChatGroup:
+    async with app.sessions() as s:
+        return (await s.execute(select(ChatGroup).where(ChatGroup.external_id == external_id))).scalar_one()
+
+
+async def test_scoped_admin_cannot_take_over_another_communes_group(app: App, tmp_path: Path) -> None:
+    """A re-import (or `groups add`) naming another commune's group by its (account, external_id) is
+    refused, whatever unit the row gives it: the group's current unit must be in scope too."""
+    await _world(app)
+    await add_users(app, [("muca", "admin", "03451")])
+    admin, muca = await actor(app, "admin"), await actor(app, "muca")
+    theirs = write(tmp_path / "theirs.csv", HEADER + "03388,zalo,dk-1,CNS_Phường Đoàn Kết,,,,\n")
+    async with app.transaction() as s:
+        await groups.import_groups(s, admin, theirs, TODAY)
+    hostile = write(
+        tmp_path / "hostile.csv",
+        HEADER + "03451,zalo,own-1,CNS_Xã Mù Cả,,,,\n03451,zalo,dk-1,CNS_Xã Mù Cả,,,,archived\n",
+    )
+    with pytest.raises(
+        PermissionDenied, match=r"hostile.csv:3: .*zalo/dk-1.*03388.*outside user muca"
+    ) as info:
+        async with app.transaction() as s:
+            await groups.import_groups(s, muca, hostile, TODAY)
+    assert "\n" not in str(info.value)
+    with pytest.raises(PermissionDenied, match=r"zalo/dk-1.*03388.*outside user muca's scope 03451"):
+        async with app.transaction() as s:
+            await groups.add_group(
+                s,
+                muca,
+                unit_code="03451",
+                account_name="zalo",
+                external_id="dk-1",
+                title="CNS_Xã Mù Cả",
+                today=TODAY,
+            )
+    group = await _stored(app, "dk-1")
+    assert (group.title, group.status) == ("CNS_Phường Đoàn Kết", "active")
+    assert await _groups(app) == 1  # nothing of the refused file was written
+    # Their own groups they may still re-import and move inside their subtree.
+    own = write(tmp_path / "own.csv", HEADER + "03451,zalo,own-1,CNS_Xã Mù Cả,,,,\n")
+    async with app.transaction() as s:
+        await groups.import_groups(s, muca, own, TODAY)
+    moved = write(tmp_path / "moved.csv", HEADER + "03451-01,zalo,own-1,CNS_Bản Mù Cả_Xã Mù Cả,,,,\n")
+    async with app.transaction() as s:
+        assert (await groups.import_groups(s, muca, moved, TODAY)).updated == 1
+
+
+async def test_reimport_keeps_what_the_file_leaves_out(app: App, tmp_path: Path) -> None:
+    """A column left out of the file keeps the stored value; a column present, even empty, sets it."""
+    await _world(app)
+    admin = await actor(app, "admin")
+    full = write(
+        tmp_path / "full.csv",
+        HEADER + '03451-01,zalo,relay-1,CNS_Bản Mù Cả_Xã Mù Cả,,relay,"Lò Văn Pọm=zalo:849",unreachable\n',
+    )
+    minimal = write(
+        tmp_path / "minimal.csv",
+        "unit_code,account,external_id,title\n"
+        "03451-01,zalo,relay-1,CNS_Bản Mù Cả_Xã Mù Cả (mới)\n"
+        "03451,zalo,new-1,CNS_Xã Mù Cả\n",
+    )
+    async with app.transaction() as s:
+        await groups.import_groups(s, admin, full, TODAY)
+    async with app.transaction() as s:
+        assert await groups.import_groups(s, admin, minimal, TODAY) == groups.GroupImport(2, 1, 1)
+    relay = await _stored(app, "relay-1")
+    assert (relay.title, relay.mode, relay.status) == ("CNS_Bản Mù Cả_Xã Mù Cả (mới)", "relay", "unreachable")
+    assert relay.admins == [{"name": "Lò Văn Pọm", "channel": "zalo", "address": "849"}]
+    fresh = await _stored(app, "new-1")  # a new group gets the defaults
+    assert (fresh.mode, fresh.admins, fresh.status) == ("direct", [], "active")
+    # A present column changes the value; an empty cell there means the default.
+    status_only = write(
+        tmp_path / "status.csv",
+        "unit_code,account,external_id,title,status\n03451-01,zalo,relay-1,CNS_Bản Mù Cả_Xã Mù Cả,\n",
+    )
+    async with app.transaction() as s:
+        await groups.import_groups(s, admin, status_only, TODAY)
+    relay = await _stored(app, "relay-1")
+    assert (relay.mode, relay.status, len(relay.admins)) == ("relay", "active", 1)
+    # Emptying the admins of a relay group (mode left out, so still relay) is refused with the line.
+    no_admins = write(
+        tmp_path / "no_admins.csv",
+        "unit_code,account,external_id,title,admins\n03451-01,zalo,relay-1,CNS_Bản Mù Cả_Xã Mù Cả,\n",
+    )
+    with pytest.raises(CsvError, match=r"no_admins\.csv:2: a relay group needs at least one admin"):
+        async with app.transaction() as s:
+            await groups.import_groups(s, admin, no_admins, TODAY)
+    direct = write(
+        tmp_path / "direct.csv",
+        "unit_code,account,external_id,title,mode,admins\n03451-01,zalo,relay-1,CNS_Bản Mù Cả_Xã Mù Cả,,\n",
+    )
+    async with app.transaction() as s:
+        await groups.import_groups(s, admin, direct, TODAY)
+    relay = await _stored(app, "relay-1")
+    assert (relay.mode, relay.admins) == ("direct", [])

@@ -89,8 +89,9 @@ async def test_tiers_platforms_and_inactive_groups(app: App, tmp_path: Path) -> 
         await s.execute(update(ChatGroup).where(ChatGroup.external_id == "v3-z").values(status="unreachable"))  # type: ignore[arg-type]
     villages = await _plan(app, "ed", cid, ["03451"], tiers=["village"])
     assert villages.by_level == {"village": 3}
+    assert villages.left_out == {"unreachable": 1}  # said, not silently fewer
     zalo = await _plan(app, "ed", cid, ["12"], platforms=["zalo"], tiers=["province", "commune"])
-    assert zalo.total == 3 and zalo.by_platform == {"zalo": 3}
+    assert zalo.total == 3 and zalo.by_platform == {"zalo": 3} and zalo.left_out == {}
     both = await _plan(app, "ed", cid, ["03451", "03388"], tiers=["commune"])
     assert both.total == 3
     with pytest.raises(InputError, match="tier 'district' is not in the tier schema"):

@@ -23,6 +23,7 @@ from broadcaster.domain.models import TierLevel, User
 from broadcaster.domain.settings import Settings
 from broadcaster.storage.app import App
 from broadcaster.storage.db import create_engine
+from broadcaster.storage.instance_keys import InstanceSecret
 from broadcaster.storage.schema import current_revision, ensure_current, head_revision
 
 
@@ -67,6 +68,7 @@ async def test_migrations_match_models_exactly(app: App) -> None:
         checks = await conn.run_sync(database_checks)
     assert diff == []
     assert set(SQLModel.metadata.tables) <= tables
+    assert InstanceSecret.__tablename__ in tables  # a table of storage's own (migration 0009), compared too
     assert checks == model_checks()
     assert len(checks) >= 14  # every state, status and mode column (tests/storage/test_state_checks.py)
     assert await current_revision(app.engine) == head_revision()

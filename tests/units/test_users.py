@@ -69,3 +69,65 @@ async def test_roles_and_audit(app: App) -> None:
     assert [e.entity_id for e in adds] == ["admin", "v", "ed"]
     assert adds[0].actor == "bootstrap" and adds[2].actor == "admin"
     assert adds[2].before is None and adds[2].after is not None and adds[2].after["role"] == "editor"
+
+
+async def test_scoped_admin_manages_only_users_inside_its_scope(app: App) -> None:
+    """Tokens act as their user: a scoped admin may issue them only for users scoped inside its own
+    subtree, never for an unscoped user or another commune's."""
+    await seed_lai_chau(app)
+    await add_users(
+        app,
+        [
+            ("muca.admin", "admin", "03451"),
+            ("muca.ed", "editor", "03451-01"),
+            ("doanket.ed", "editor", "03388"),
+            ("tinh.ed", "editor", None),
+        ],
+    )
+    async with app.transaction() as s:
+        muca = await users.get_actor(s, "muca.admin")
+    for target, why in (
+        ("admin", "admin, who acts province-wide"),
+        ("tinh.ed", "tinh.ed, who acts province-wide"),
+        ("doanket.ed", "doanket.ed, scoped to unit 03388"),
+    ):
+        with pytest.raises(PermissionDenied, match=f"muca.admin may not issue a token for user {why}"):
+            async with app.transaction() as s:
+                await users.issue_token(s, muca, target, "x", today=TODAY)
+    async with app.transaction() as s:
+        assert (await users.issue_token(s, muca, "muca.ed", "dash", today=TODAY)).user == "muca.ed"
+        assert (await users.issue_token(s, muca, "muca.admin", "own", today=TODAY)).user == "muca.admin"
+    ed = await _actor(app, "muca.ed")
+    with pytest.raises(PermissionDenied, match="may not manage users"):
+        async with app.transaction() as s:
+            await users.issue_token(s, ed, "muca.admin", "x", today=TODAY)
+
+
+async def test_nobody_grants_more_than_they_hold(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A role that may manage users cannot hand out a role with permissions it does not have."""
+    await seed_lai_chau(app)
+    await add_users(app, [("lead", "approver", "03451"), ("boss", "admin", None)])
+    monkeypatch.setitem(
+        users.ROLE_PERMISSIONS,
+        "approver",
+        users.ROLE_PERMISSIONS["approver"] | {users.Permission.MANAGE_USERS},
+    )
+    async with app.transaction() as s:
+        await users.add_user(s, "lead", "lead.ed", "editor", scope_code="03451-01", today=TODAY)
+    for role in ("admin", "approver"):
+        if role == "approver":
+            async with app.transaction() as s:  # the same role: allowed
+                await users.add_user(s, "lead", "lead.ap", role, scope_code="03451", today=TODAY)
+            continue
+        with pytest.raises(PermissionDenied, match=r"lead \(approver\) may not grant the role admin"):
+            async with app.transaction() as s:
+                await users.add_user(s, "lead", "lead.admin", role, scope_code="03451", today=TODAY)
+    lead = await _actor(app, "lead")
+    with pytest.raises(PermissionDenied, match="may not issue a token for user boss"):
+        async with app.transaction() as s:
+            await users.issue_token(s, lead, "boss", "x", today=TODAY)
+
+
+async def _actor(app: App, name: str) -> users.Actor:
+    async with app.transaction() as s:
+        return await users.get_actor(s, name)

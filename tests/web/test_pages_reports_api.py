@@ -171,6 +171,13 @@ async def test_engagement_log_api_and_privacy(app: App, monkeypatch: pytest.Monk
         assert [r["text"] for r in rows] == ["Bản Tó Khò đã nhận"]
         assert (await web.get("/api/reports/monthly", params={"unit": "12"}, headers=auth)).status == 403
         assert (await web.get("/api/interactions", params={"since": "yesterday"}, headers=auth)).status == 400
+        for path, params in (  # far past or future: a clear 400, never "temporarily unavailable"
+            ("/api/interactions", {"since": "0001-01-01"}),
+            ("/api/interactions", {"until": "9999-12-31T23:59-05:00"}),
+            ("/api/reports/monthly", {"month": "9999-12"}),
+        ):
+            answer = await web.get(path, params=params, headers=auth)
+            assert answer.status == 400 and "out of range" in (await answer.json())["error"], (path, params)
         assert (await web.get(f"/api/dispatches/{world.dispatch_id}", headers=auth)).status == 403
         health = await web.get("/healthz")
         assert health.status == 200 and (await health.json())["database"] == "ok"
@@ -178,10 +185,13 @@ async def test_engagement_log_api_and_privacy(app: App, monkeypatch: pytest.Monk
         assert "# TYPE cns_deliveries gauge" in metrics and 'cns_deliveries{state="sent"} 6' in metrics
     finally:
         await web.close()
+    admin = await actor(app, "admin")
     async with app.transaction() as s:
-        exported = await privacy.export_person(s, key, "zalo", "111")
+        exported = await privacy.export_person(s, admin, key, "zalo", "111", today=TODAY)
         assert [i.text for i in exported.interactions] == ["Bản Tó Khò đã nhận"]
-        assert await privacy.delete_person(s, key, "zalo", "111") == privacy.PersonDeleted(1, 0)
+        assert await privacy.delete_person(
+            s, admin, key, "zalo", "111", today=TODAY
+        ) == privacy.PersonDeleted(1, 0)
     async with app.sessions() as s:
         left = await engagement.interactions(s, None, engagement.LogFilter(), date.today())
     assert [r.text for r in left] == ["Tỉnh"]

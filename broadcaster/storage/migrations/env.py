@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 
 import broadcaster.domain.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from broadcaster.domain.sqltypes import UTCDateTime
+from broadcaster.storage.instance_keys import InstanceSecret  # noqa: F401  (storage's own table)
 
 
 def render_item(type_, obj, autogen_context):
