@@ -6,13 +6,15 @@ import asyncio
 import signal
 
 import click
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from broadcaster.bootstrap import WorkerSummary, make_dispatcher, tune_gc
 from broadcaster.cli.base import emit, fail_if_any_failed, run, state
-from broadcaster.directory import users
+from broadcaster.directory import alerts, users
 from broadcaster.dispatch import control as dispatch_control
 from broadcaster.dispatch.control import Cancelled, ControlResult, DispatchProgress
 from broadcaster.domain.states import DISPATCH_ENDED, DispatchStatus
+from broadcaster.domain.timeutil import today
 from broadcaster.storage.app import App
 
 BAR = 30
@@ -106,21 +108,35 @@ def _lines(p: DispatchProgress) -> list[str]:
 def status(ctx: click.Context, dispatch_id: int | None, watch: bool) -> None:
     """Progress of one dispatch (counts per state, tier and platform), or of the latest ones."""
 
+    open_alerts = 0
+
+    async def count_alerts(app: App, s: AsyncSession) -> None:
+        nonlocal open_alerts
+        actor = await users.get_actor(s, app.settings.user) if app.settings.user else None
+        open_alerts = await alerts.open_count(s, actor, today=today())
+
+    def alert_line() -> list[str]:
+        if not open_alerts:
+            return []
+        return [f"{open_alerts} open alerts need someone to look at them: cns alerts --open"]
+
     async def latest(app: App) -> list[DispatchProgress]:
         async with app.transaction() as s:
+            await count_alerts(app, s)
             return await dispatch_control.list_dispatches(s)
 
     async def once(app: App, dispatch_id: int) -> DispatchProgress:
         async with app.transaction() as s:
+            await count_alerts(app, s)
             return await dispatch_control.status(s, dispatch_id)
 
     if dispatch_id is None:
         found = run(ctx, latest)
-        emit(ctx, found, [line for d in found for line in _lines(d)] or ["no dispatch yet"])
+        emit(ctx, found, ([line for d in found for line in _lines(d)] or ["no dispatch yet"]) + alert_line())
         return
     if not watch or state(ctx).json:
         progress = run(ctx, lambda app: once(app, dispatch_id))
-        emit(ctx, progress, _lines(progress))
+        emit(ctx, progress, _lines(progress) + alert_line())
         return
 
     async def loop(app: App) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from broadcaster import __version__
 from broadcaster.cli import (
+    commands_alerts,
     commands_campaigns,
     commands_content,
     commands_core,
@@ -57,6 +58,7 @@ for module in (
     commands_campaigns,
     commands_demo,
     commands_sandbox,
+    commands_alerts,
 ):
     module.register(cli)
 

@@ -10,6 +10,7 @@ from datetime import date
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from broadcaster.directory import alerts
 from broadcaster.directory.suggestions import STATUSES, Suggestion, list_suggestions
 from broadcaster.directory.users import Actor, actor_for_token
 from broadcaster.dispatch import control as dispatch_control
@@ -37,6 +38,7 @@ def register(app: web.Application) -> None:
         ("/api/reports/monthly", monthly),
         ("/api/unmatched", unmatched),
         ("/api/suggestions", suggestions),
+        ("/api/alerts", alert_list),
     ):
         app.router.add_get(path, handler)
 
@@ -195,5 +197,17 @@ async def suggestions(request: web.Request) -> web.Response:
         if status not in STATUSES:
             raise InputError(f"status must be one of {', '.join(STATUSES)}")
         return await list_suggestions(s, actor, today=today(), status=status)
+
+    return await _call(request, work)
+
+
+async def alert_list(request: web.Request) -> web.Response:
+    """``?open=1``: only those nobody has acknowledged."""
+    open_only = request.query.get("open", "") in {"1", "true", "yes"}
+
+    async def work(s: AsyncSession, actor: Actor) -> list[alerts.AlertInfo]:
+        return await alerts.list_alerts(
+            s, actor, today=today(), open_only=open_only, limit=_int(request, "limit") or 200
+        )
 
     return await _call(request, work)
