@@ -7,7 +7,7 @@ whole are the province's (unscoped users). Acknowledging one records who and whe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from sqlalchemy import func, select
@@ -88,18 +88,20 @@ async def open_count(session: AsyncSession, actor: Actor | None, *, today: date)
 
 async def acknowledge(session: AsyncSession, actor: Actor, alert_id: int, *, today: date) -> AlertInfo:
     """Mark an alert seen and handled by ``actor`` (once: acknowledging again changes nothing)."""
-    alert = await session.get(Alert, alert_id)
-    if alert is None:
-        raise NotFound(f"unknown alert {alert_id}")
-    if not await list_alerts(session, actor, today=today, alert_id=alert_id):
+    found = await list_alerts(session, actor, today=today, alert_id=alert_id)
+    if not found:
+        if await session.get(Alert, alert_id) is None:
+            raise NotFound(f"unknown alert {alert_id}")
         raise PermissionDenied(f"alert {alert_id} is outside user {actor.name}'s scope")
-    if alert.resolved_at is None:
+    info = found[0]
+    if info.open:
+        alert = await session.get(Alert, alert_id)
+        assert alert is not None
         alert.resolved_at = utcnow()
-        await session.flush()
         await audit.record(
             session, actor.name, "alert.ack", "alert", alert_id, {"kind": alert.kind}, {"acknowledged": True}
         )
-    (info,) = await list_alerts(session, actor, today=today, alert_id=alert_id)
+        info = replace(info, acknowledged_at=alert.resolved_at)
     return info
 
 

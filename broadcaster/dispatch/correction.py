@@ -20,16 +20,14 @@ from broadcaster.directory import audit
 from broadcaster.directory.users import Actor
 from broadcaster.dispatch.control import _check_scope, _dispatch
 from broadcaster.dispatch.followup import Pacer, SenderPool, Tally
-from broadcaster.dispatch.targets import media_from, target_for
+from broadcaster.dispatch.targets import revision_media, target_for
 from broadcaster.domain.errors import DeliveryError, NotSupported, WorkflowError
 from broadcaster.domain.models import (
     Account,
-    Attachment,
     ChatGroup,
     ContentItem,
     ContentRevision,
     Delivery,
-    RevisionAttachment,
     pk,
 )
 from broadcaster.domain.ports import Media, RenderedMessage, Sender
@@ -123,17 +121,9 @@ async def correct(
         ).all()
         accounts = {pk(a.id): a for a in (await s.execute(select(Account))).scalars()}
         tree = await load_tree(s, dispatch.as_of)
-        files = (
-            await s.execute(
-                select(Attachment)
-                .join(RevisionAttachment, col(RevisionAttachment.sha256) == col(Attachment.sha256))
-                .where(col(RevisionAttachment.revision_id) == new.id)
-                .order_by(col(RevisionAttachment.position))
-            )
-        ).scalars()
         # The edit carries the new revision's attachments (a post sent as a captioned photo is edited
         # by its caption); when they are the old ones, the platform keeps its media as they are.
-        media = media_from(list(files), app.settings.public_url)
+        media = await revision_media(s, new.id, app.settings.public_url)
         keep_media = list(old.attachments) == list(new.attachments)
         await audit.record(
             s,

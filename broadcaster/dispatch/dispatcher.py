@@ -35,13 +35,12 @@ from typing import Protocol, TypeVar, cast
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from broadcaster.dispatch.outcomes import AccountRefused, Claimed, Decided, Outcome, decide
 from broadcaster.dispatch.queue import Queue, SqlQueue
 from broadcaster.dispatch.ratelimit import Limits, is_held
 from broadcaster.dispatch.retry import RetryPolicy
-from broadcaster.dispatch.targets import GroupView, media_from, target_for, variables_for
+from broadcaster.dispatch.targets import GroupView, revision_media, target_for, variables_for
 from broadcaster.domain.errors import (
     AuthFailed,
     CnsError,
@@ -54,11 +53,9 @@ from broadcaster.domain.errors import (
 )
 from broadcaster.domain.models import (
     Account,
-    Attachment,
     ChatGroup,
     ContentRevision,
     Dispatch,
-    RevisionAttachment,
     pk,
 )
 from broadcaster.domain.ports import Media, RenderedMessage, Sender, SendResult, Target
@@ -286,17 +283,9 @@ class Dispatcher:
             assert dispatch is not None
             revision = await s.get(ContentRevision, dispatch.revision_id)
             assert revision is not None
-            files = (
-                await s.execute(
-                    select(Attachment)
-                    .join(RevisionAttachment, col(RevisionAttachment.sha256) == col(Attachment.sha256))
-                    .where(col(RevisionAttachment.revision_id) == revision.id)
-                    .order_by(col(RevisionAttachment.position))
-                )
-            ).scalars()
             ctx = self._contexts[dispatch_id] = _Context(
                 revision,
-                media_from(list(files), self.public_url),
+                await revision_media(s, revision.id, self.public_url),
                 await self._tree(s, dispatch.as_of),
                 dispatch.quiet_hours,
             )

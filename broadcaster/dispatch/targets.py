@@ -6,7 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from broadcaster.domain.models import Attachment
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from broadcaster.domain.models import Attachment, RevisionAttachment
 from broadcaster.domain.ports import ADMIN_ACTIVE, Admin, Media, Target
 from broadcaster.units.tree import UnitTree
 
@@ -77,3 +81,16 @@ def media_from(rows: Sequence[Attachment], link_base: str | None = None) -> list
         Media(r.sha256, r.filename, r.media_type, r.data, f"{base}/a/{r.sha256}" if base else None)
         for r in rows
     ]
+
+
+async def revision_media(
+    session: AsyncSession, revision_id: int | None, link_base: str | None
+) -> list[Media]:
+    """A revision's attachments, in their order, as adapter media (see :func:`media_from`)."""
+    rows = await session.execute(
+        select(Attachment)
+        .join(RevisionAttachment, col(RevisionAttachment.sha256) == col(Attachment.sha256))
+        .where(col(RevisionAttachment.revision_id) == revision_id)
+        .order_by(col(RevisionAttachment.position))
+    )
+    return media_from(list(rows.scalars()), link_base)

@@ -7,6 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from broadcaster.directory import alerts, audit
 from broadcaster.domain.errors import PermissionDenied
 from broadcaster.storage.app import App
@@ -37,11 +39,8 @@ async def test_alerts_are_listed_by_scope_and_acknowledged(app: App, tmp_path: P
         assert [a.id for a in await alerts.list_alerts(s, await actor(app, "mu-ca"), today=TODAY)] == [
             alert.id
         ]
-        try:
+        with pytest.raises(PermissionDenied, match="outside user doan-ket's scope"):
             await alerts.acknowledge(s, await actor(app, "doan-ket"), alert.id, today=TODAY)
-            raise AssertionError("acknowledged outside the scope")
-        except PermissionDenied:
-            pass
     async with app.transaction() as s:
         done = await alerts.acknowledge(s, await actor(app, "mu-ca"), alert.id, today=TODAY)
         assert not done.open and await alerts.open_count(s, admin, today=TODAY) == 0
